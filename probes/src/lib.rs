@@ -1,0 +1,336 @@
+//! Native node checks for nodeprobe.
+//!
+//! Every check implements one trait, [`Probe`]. A probe reads the host only through the
+//! injected [`HostPaths`] root (never a literal `/proc`), runs under a deadline enforced by
+//! [`run_probe`], and reports one tri-state [`Outcome`] per node condition it owns.
+//! This crate knows nothing about Kubernetes: reporters live in the agent crate.
+
+pub mod host;
+pub mod inodes;
+pub mod pid_pressure;
+pub mod registry;
+pub(crate) mod sys;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+pub use host::HostPaths;
+
+/// The node condition a probe owns, with the names users already know (NPD polarity:
+/// `True` means the problem is present).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ConditionSpec {
+    /// Condition type, e.g. `InodesPressure`.
+    pub condition: &'static str,
+    /// Reason while healthy (`False`), e.g. `NodeHasNoInodesPressure`.
+    pub healthy_reason: &'static str,
+    /// Message while healthy.
+    pub healthy_message: &'static str,
+    /// Default reason while the problem is present (`True`).
+    pub problem_reason: &'static str,
+    /// Reason of the temporary event emitted once when the condition turns `True`, if any.
+    pub problem_event: Option<&'static str>,
+}
+
+/// The result of one check of one condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Healthy. `detail` is an informative line for humans (`--oneshot`); the condition
+    /// itself carries the healthy reason and message.
+    Ok { detail: Option<String> },
+    /// The problem is present.
+    Problem { reason: String, message: String },
+    /// The check could not run or could not decide; `error` says why.
+    Unknown { error: String },
+    /// The thing this condition watches does not exist here (e.g. no cloud for the spot
+    /// probe, no docker for DockerOffline): no condition is written.
+    NotApplicable { why: String },
+}
+
+impl Outcome {
+    pub fn ok() -> Self {
+        Outcome::Ok { detail: None }
+    }
+    pub fn ok_with(detail: impl Into<String>) -> Self {
+        Outcome::Ok {
+            detail: Some(detail.into()),
+        }
+    }
+    pub fn problem(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Outcome::Problem {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+    pub fn unknown(error: impl Into<String>) -> Self {
+        Outcome::Unknown {
+            error: error.into(),
+        }
+    }
+    pub fn not_applicable(why: impl Into<String>) -> Self {
+        Outcome::NotApplicable { why: why.into() }
+    }
+
+    /// Condition status in NPD polarity, `None` when not applicable.
+    pub fn status(&self) -> Option<ConditionStatus> {
+        match self {
+            Outcome::Ok { .. } => Some(ConditionStatus::False),
+            Outcome::Problem { .. } => Some(ConditionStatus::True),
+            Outcome::Unknown { .. } => Some(ConditionStatus::Unknown),
+            Outcome::NotApplicable { .. } => None,
+        }
+    }
+
+    /// Reason and message of the condition this outcome produces.
+    pub fn reason_message(&self, spec: &ConditionSpec) -> (String, String) {
+        match self {
+            Outcome::Ok { .. } => (
+                spec.healthy_reason.to_string(),
+                spec.healthy_message.to_string(),
+            ),
+            Outcome::Problem { reason, message } => (reason.clone(), message.clone()),
+            // NPD keeps the default reason for Unknown and puts the error in the message.
+            Outcome::Unknown { error } => (spec.healthy_reason.to_string(), error.clone()),
+            Outcome::NotApplicable { why } => ("NotApplicable".to_string(), why.clone()),
+        }
+    }
+}
+
+/// Node condition status, NPD polarity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+    }
+}
+
+/// One condition's outcome from one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub spec: ConditionSpec,
+    pub outcome: Outcome,
+}
+
+/// What a check returns: one finding per condition the probe owns.
+pub type Findings = Vec<Finding>;
+
+/// The future a check returns (boxed so probes can live behind `dyn Probe`).
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Findings> + Send + 'a>>;
+
+/// One native check.
+///
+/// `check` must not block the async runtime: file-system work goes through
+/// [`blocking`]. It need not enforce its own deadline: [`run_probe`] does, and a check
+/// that overruns it reports `Unknown` for every condition it owns.
+pub trait Probe: Send + Sync {
+    /// Stable name used by `--probes` / `--disable-probes`.
+    fn name(&self) -> &'static str;
+    /// The conditions this probe owns, in report order.
+    fn conditions(&self) -> &[ConditionSpec];
+    /// Deadline of one check.
+    fn timeout(&self) -> Duration;
+    /// Period between checks in daemon mode.
+    fn interval(&self) -> Duration;
+    /// Run the check once.
+    fn check(&self) -> CheckFuture<'_>;
+}
+
+/// The result of running one probe once, under its deadline.
+#[derive(Debug, Clone)]
+pub struct ProbeRun {
+    pub probe: &'static str,
+    pub findings: Findings,
+    pub duration: Duration,
+}
+
+/// Run `probe` once under its own deadline. Never fails: a timeout becomes `Unknown`
+/// for every condition the probe owns.
+pub async fn run_probe(probe: &dyn Probe) -> ProbeRun {
+    let started = Instant::now();
+    let timeout = probe.timeout();
+    let findings = match tokio::time::timeout(timeout, probe.check()).await {
+        Ok(findings) => findings,
+        Err(_) => probe
+            .conditions()
+            .iter()
+            .map(|spec| Finding {
+                spec: *spec,
+                outcome: Outcome::unknown(format!(
+                    "{} check did not finish within {}",
+                    probe.name(),
+                    humanize(timeout)
+                )),
+            })
+            .collect(),
+    };
+    ProbeRun {
+        probe: probe.name(),
+        findings,
+        duration: started.elapsed(),
+    }
+}
+
+/// Run blocking host I/O off the async runtime. If the blocking task dies, the error is
+/// returned as a string so the caller can report `Unknown`.
+pub async fn blocking<T, F>(f: F) -> Result<T, String>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("check task failed: {e}"))
+}
+
+/// Convenience for single-condition probes.
+pub fn single(spec: ConditionSpec, outcome: Outcome) -> Findings {
+    vec![Finding { spec, outcome }]
+}
+
+/// Format a duration the way the flags take it (`30s`, `1500ms`).
+pub fn humanize(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Parse a duration flag: `500ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 30s, 5m"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration {s:?}: unit must be ms, s, m or h"
+            ))
+        }
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("invalid duration {s:?}: must be greater than zero"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parse a percentage flag in `(0, 100]`.
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("invalid percentage {s:?}"))?;
+    if !(v > 0.0 && v <= 100.0) {
+        return Err(format!("percentage {s:?} must be in (0, 100]"));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: ConditionSpec = ConditionSpec {
+        condition: "TestCondition",
+        healthy_reason: "TestIsFine",
+        healthy_message: "test is fine",
+        problem_reason: "TestIsBroken",
+        problem_event: None,
+    };
+
+    struct Sleepy;
+    impl Probe for Sleepy {
+        fn name(&self) -> &'static str {
+            "sleepy"
+        }
+        fn conditions(&self) -> &[ConditionSpec] {
+            std::slice::from_ref(&SPEC)
+        }
+        fn timeout(&self) -> Duration {
+            Duration::from_millis(50)
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_secs(1)
+        }
+        fn check(&self) -> CheckFuture<'_> {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                single(SPEC, Outcome::ok())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn deadline_turns_a_hung_check_into_unknown() {
+        let run = run_probe(&Sleepy).await;
+        assert!(run.duration < Duration::from_secs(5));
+        assert_eq!(run.findings.len(), 1);
+        match &run.findings[0].outcome {
+            Outcome::Unknown { error } => {
+                assert_eq!(error, "sleepy check did not finish within 50ms")
+            }
+            other => panic!("expected Unknown, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn outcome_polarity_and_condition_text() {
+        assert_eq!(Outcome::ok().status(), Some(ConditionStatus::False));
+        assert_eq!(
+            Outcome::problem("R", "m").status(),
+            Some(ConditionStatus::True)
+        );
+        assert_eq!(
+            Outcome::unknown("e").status(),
+            Some(ConditionStatus::Unknown)
+        );
+        assert_eq!(Outcome::not_applicable("n").status(), None);
+        assert_eq!(
+            Outcome::ok_with("detail").reason_message(&SPEC),
+            ("TestIsFine".into(), "test is fine".into())
+        );
+        assert_eq!(
+            Outcome::unknown("no bus").reason_message(&SPEC),
+            ("TestIsFine".into(), "no bus".into())
+        );
+    }
+
+    #[test]
+    fn durations_and_percentages() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("3 days").is_err());
+        assert!(parse_duration("").is_err());
+        assert_eq!(humanize(Duration::from_secs(30)), "30s");
+        assert_eq!(humanize(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(parse_percent("80"), Ok(80.0));
+        assert_eq!(parse_percent("85%"), Ok(85.0));
+        assert!(parse_percent("0").is_err());
+        assert!(parse_percent("101").is_err());
+        assert!(parse_percent("x").is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! `nodeprobe` binary: parse flags, set up logging, dispatch. All logic lives in the lib.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use nodeprobe::cli::{Cli, Output};
+use nodeprobe::{exit, oneshot};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // help/version go to stdout and succeed; every real usage error gets EX_USAGE
+            // (clap's own default, 2, would collide with "Unknown").
+            return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
+        }
+    };
+    init_logging(&cli.log_level);
+    match run(cli) {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("nodeprobe: {e:#}");
+            ExitCode::from(exit::USAGE as u8)
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let names = probes::registry::select(&cli.probes, &cli.disable_probes)?;
+    if !cli.oneshot {
+        anyhow::bail!("daemon mode is not available yet; run with --oneshot");
+    }
+    let host = probes::HostPaths::new(&cli.host_root);
+    if !cli.host_root.is_dir() {
+        anyhow::bail!("--host-root {} is not a directory", cli.host_root.display());
+    }
+    let probe_set = probes::registry::build(&host, &cli.probe_configs, &names);
+    let node = cli.node_name();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let runs = runtime.block_on(oneshot::run_all(probe_set));
+    let report = oneshot::Report::from_runs(node, &runs);
+    match cli.output {
+        Output::Json => println!("{}", report.to_json()),
+        Output::Table => print!("{}", report.to_table()),
+    }
+    Ok(report.exit_code())
+}
