@@ -5,6 +5,7 @@
 //! [`run_probe`], and reports one tri-state [`Outcome`] per node condition it owns.
 //! This crate knows nothing about Kubernetes: reporters live in the agent crate.
 
+pub mod findings;
 pub mod host;
 pub mod inodes;
 pub mod pid_pressure;

@@ -1,0 +1,52 @@
+#!/bin/bash
+# Install (Debian packages) and start the real components the integration tests use, each
+# private to $NODEPROBE_IT_BASE (default /tmp/nodeprobe-it): systemd --user on a private bus
+# with fake time-daemon/runtime units, containerd with CRI, dockerd sharing it, and a chrony
+# pair that never touches the clock. Writes $BASE/services.env for the tests.
+# Idempotent: a previous run is stopped first. Stop with services-stop.sh.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+BASE=${NODEPROBE_IT_BASE:-/tmp/nodeprobe-it}
+T0=$(date +%s%N)
+log() { echo "[services $(( ($(date +%s%N) - T0) / 1000000 ))ms] $*"; }
+
+# apt never starts services here (chronyd would discipline the clock, dockerd would grab /run).
+[ -x /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+need=()
+for p in containerd docker.io runc chrony dbus-daemon dbus-user-session systemd iproute2 util-linux curl python3; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-get -o DPkg::Lock::Timeout=300 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+log "packages ready"
+
+"$HERE/services-stop.sh" >/dev/null 2>&1 || true
+mkdir -p "$BASE"; chmod 755 "$BASE"
+ENV="$BASE/services.env"; : > "$ENV"
+
+BUS=$("$HERE/systemd-start.sh" "$BASE/sd" nodeprobe-it-sd)
+U="$BASE/sd/systemd/user"
+for u in chronyd chrony ntpd ntp systemd-timesyncd containerd docker; do
+  printf '[Unit]\nDescription=fake %s for nodeprobe tests\n[Service]\nExecStart=/bin/sleep infinity\n' "$u" > "$U/$u.service"
+done
+busctl --address="$BUS" call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager Reload
+{ echo "NODEPROBE_IT_SYSTEMD_BUS=$BUS"; echo "NODEPROBE_IT_SYSTEMD_UNIT_DIR=$U"; } >> "$ENV"
+log "systemd --user: $BUS"
+
+CTRD=$("$HERE/containerd-start.sh" "$BASE/containerd")
+{ echo "NODEPROBE_IT_CONTAINERD_SOCK=$CTRD"; echo "NODEPROBE_IT_CONTAINERD_CNI_DIR=$BASE/containerd/cni-conf"; } >> "$ENV"
+log "containerd: $CTRD"
+
+DOCK=$("$HERE/dockerd-start.sh" "$BASE/docker" "$CTRD")
+echo "NODEPROBE_IT_DOCKER_SOCK=$DOCK" >> "$ENV"
+log "dockerd: $DOCK"
+
+CHR=$("$HERE/chrony-start.sh" "$BASE/chrony")
+echo "NODEPROBE_IT_CHRONY_SOCK=$CHR" >> "$ENV"
+log "chrony: $CHR"
+echo "NODEPROBE_IT_ENV_DIR=$HERE" >> "$ENV"
+cat "$ENV"
+log "all services up"
