@@ -27,7 +27,7 @@ log "packages ready"
 mkdir -p "$BASE"; chmod 755 "$BASE"
 ENV="$BASE/services.env"; : > "$ENV"
 
-BUS=$("$HERE/systemd-start.sh" "$BASE/sd" nodeprobe-it-sd)
+BUS=$("$HERE/systemd-start.sh" "$BASE/sd" "nodeprobe-it-sd-$(basename "$BASE")")
 U="$BASE/sd/systemd/user"
 for u in chronyd chrony ntpd ntp systemd-timesyncd containerd docker; do
   printf '[Unit]\nDescription=fake %s for nodeprobe tests\n[Service]\nExecStart=/bin/sleep infinity\n' "$u" > "$U/$u.service"
