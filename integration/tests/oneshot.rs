@@ -227,7 +227,8 @@ sys.exit(subprocess.run(sys.argv[1:]).returncode)' \"$0\" --oneshot --output jso
 
 #[test]
 fn bad_usage_gets_a_clear_error_and_exit_64() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             &["--oneshot", "--bogus"],
             &[],
