@@ -17,6 +17,10 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo build"
 cargo build --workspace --bins
+echo "== static release build (the image's binary)"
+NODEPROBE_STATIC_BIN=$(bash "$ENVD/static-build.sh")
+export NODEPROBE_STATIC_BIN
+ls -l "$NODEPROBE_STATIC_BIN"
 echo "== cargo test"
 # Test binaries run one after another; kmsg/cgroup tests serialise themselves inside theirs.
 cargo test --workspace --no-fail-fast -- --test-threads=2
