@@ -11,6 +11,11 @@ bash "$ENVD/services-start.sh"
 trap 'bash "$ENVD/services-stop.sh"' EXIT
 set -a; . "$NODEPROBE_IT_BASE/services.env"; set +a
 
+# Manifest schema validator (PyPI), in a private venv.
+VENV=/tmp/nodeprobe-it-venv
+[ -x "$VENV/bin/kubernetes-validate" ] || { python3 -m venv "$VENV" && "$VENV/bin/pip" install -q kubernetes-validate; }
+export NODEPROBE_KUBE_VALIDATE="$VENV/bin/kubernetes-validate"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
