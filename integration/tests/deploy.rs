@@ -2,6 +2,8 @@
 //! PyPI, when `$NODEPROBE_KUBE_VALIDATE` names it — the test command installs it), and the
 //! DaemonSet, RBAC and ConfigMaps say what the issue and the README promise.
 
+#![allow(clippy::disallowed_methods)] // tests start real components and the binary
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,9 +18,7 @@ fn deploy_dir() -> PathBuf {
 fn docs(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml::Deserializer::from_str(&text)
-        .map(|d| {
-            Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        })
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
         .filter(|v| !v.is_null())
         .collect()
 }
@@ -105,7 +105,11 @@ fn rbac_grants_exactly_the_verbs_the_agent_uses() {
     let role = find(&all, "ClusterRole", "nodeprobe");
     let mut got = BTreeSet::new();
     for rule in role["rules"].as_sequence().unwrap() {
-        assert_eq!(strs(&rule["apiGroups"]), vec![""], "core group only: {rule:?}");
+        assert_eq!(
+            strs(&rule["apiGroups"]),
+            vec![""],
+            "core group only: {rule:?}"
+        );
         for res in strs(&rule["resources"]) {
             for verb in strs(&rule["verbs"]) {
                 got.insert(format!("{res}:{verb}"));
@@ -204,12 +208,18 @@ fn flags_and_env_in_manifests_exist_in_the_binary() {
     ));
     for a in &args {
         let flag = a.split('=').next().unwrap();
-        assert!(help.contains(flag), "{flag} (deploy/) is not a nodeprobe flag");
+        assert!(
+            help.contains(flag),
+            "{flag} (deploy/) is not a nodeprobe flag"
+        );
     }
     let cm = find(&all, "ConfigMap", "nodeprobe-config");
     for key in cm["data"].as_mapping().unwrap().keys() {
         let key = key.as_str().unwrap();
-        assert!(help.contains(key), "{key} (ConfigMap) is not a nodeprobe env var");
+        assert!(
+            help.contains(key),
+            "{key} (ConfigMap) is not a nodeprobe env var"
+        );
     }
 }
 
@@ -245,8 +255,8 @@ fn rule_configmaps_ship_the_default_rules() {
         let k = &docs(&dir.join("kustomization.yaml"))[0];
         for g in k["configMapGenerator"].as_sequence().unwrap() {
             for f in strs(&g["files"]) {
-                let shipped = std::fs::read(dir.join(&f))
-                    .unwrap_or_else(|e| panic!("{gen_files} {f}: {e}"));
+                let shipped =
+                    std::fs::read(dir.join(&f)).unwrap_or_else(|e| panic!("{gen_files} {f}: {e}"));
                 let name = Path::new(&f).file_name().unwrap();
                 let default = Path::new(env!("CARGO_MANIFEST_DIR"))
                     .join("../probes/rules")

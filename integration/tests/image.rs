@@ -5,6 +5,8 @@
 //!
 //! Needs `$NODEPROBE_STATIC_BIN` (integration/run-tests.sh builds it) and root.
 
+#![allow(clippy::disallowed_methods)] // tests start real components and the binary
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,6 +1,8 @@
 //! `nodeprobe --oneshot` end to end: real tmpfs inode pressure, real PID pressure in a
 //! private PID namespace, missing mounts, bad usage.
 
+#![allow(clippy::disallowed_methods)] // tests start real components and the binary
+
 use std::process::Command;
 
 use nodeprobe_integration::{binary, is_root, nodeprobe, nodeprobe_env, require, Tmpfs};
