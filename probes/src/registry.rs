@@ -2,10 +2,10 @@
 //! Adding a probe = one module, one entry in [`PROBES`], one field in [`ProbeConfigs`],
 //! one arm in [`build`].
 
-use crate::{inodes, pid_pressure, HostPaths, Probe};
+use crate::{inodes, network, pid_pressure, spot, HostPaths, Probe};
 
 /// Every probe name, in report order.
-pub const PROBES: &[&str] = &[inodes::NAME, pid_pressure::NAME];
+pub const PROBES: &[&str] = &[inodes::NAME, pid_pressure::NAME, spot::NAME, network::NAME];
 
 /// Settings of every probe (each probe's flags and env twins).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -14,6 +14,10 @@ pub struct ProbeConfigs {
     pub inodes: inodes::InodesConfig,
     #[command(flatten, next_help_heading = "pid-pressure probe")]
     pub pid_pressure: pid_pressure::PidPressureConfig,
+    #[command(flatten, next_help_heading = "spot probe")]
+    pub spot: spot::SpotConfig,
+    #[command(flatten, next_help_heading = "network probe")]
+    pub network: network::NetworkConfig,
 }
 
 /// A probe name that does not exist.
@@ -67,6 +71,14 @@ pub fn build(host: &HostPaths, configs: &ProbeConfigs, names: &[&str]) -> Vec<Bo
                     host.clone(),
                     configs.pid_pressure.clone(),
                 ))),
+                spot::NAME => Some(Box::new(spot::SpotProbe::new(
+                    host.clone(),
+                    configs.spot.clone(),
+                ))),
+                network::NAME => Some(Box::new(network::NetworkProbe::new(
+                    host.clone(),
+                    configs.network.clone(),
+                ))),
                 _ => None,
             }
         })
@@ -85,7 +97,7 @@ mod tests {
     fn allow_and_deny_lists() {
         assert_eq!(select(&[], &[]).unwrap(), PROBES.to_vec());
         assert_eq!(select(&s(&["inodes"]), &[]).unwrap(), vec!["inodes"]);
-        assert_eq!(select(&[], &s(&["inodes"])).unwrap(), vec!["pid-pressure"]);
+        assert!(!select(&[], &s(&["inodes"])).unwrap().contains(&"inodes"));
         assert_eq!(
             select(&s(&["inodes", "pid-pressure"]), &s(&["inodes"])).unwrap(),
             vec!["pid-pressure"]
