@@ -38,11 +38,16 @@ pub enum CloudSetting {
     /// Detect from DMI under the host root.
     #[default]
     Auto,
+    /// Alibaba Cloud (alias: alibaba).
     #[value(alias = "alibaba")]
     Aliyun,
+    /// Amazon EC2 (IMDSv2).
     Aws,
+    /// Microsoft Azure (Scheduled Events).
     Azure,
+    /// Google Compute Engine.
     Gcp,
+    /// Tencent Cloud CVM.
     Tencent,
     /// Do not check (the condition is not written).
     None,
