@@ -850,6 +850,26 @@ mod tests {
     }
 
     #[test]
+    fn parsers_never_panic_on_garbage() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let alphabet = b"0123456789-:TZ+. ,GMTSepMon\xff";
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 32) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| alphabet[((x >> (i % 8 * 8)) as usize + i) % alphabet.len()])
+                .collect();
+            let s = String::from_utf8_lossy(&bytes);
+            let _ = parse_datetime(&s, 0);
+            let _ = parse_rfc1123(&s);
+            let _ = BaseUrl::parse(&format!("http://{s}"));
+            let _ = parse_aws(&resp(200, &s));
+        }
+    }
+
+    #[test]
     fn aliyun_answers() {
         assert_eq!(
             parse_aliyun(&resp(404, "")),
