@@ -6,6 +6,8 @@
 //! `--host-root`, and a DNS responder the test runs on 127.0.0.1. No traffic leaves loopback
 //! or the namespace.
 
+#![allow(clippy::disallowed_methods)] // tests start real components and the binary
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};

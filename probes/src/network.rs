@@ -46,7 +46,11 @@ pub const REASON_CONNTRACK: &str = "ConntrackTableFull";
 pub const REASON_NO_ROUTE: &str = "NoDefaultRoute";
 pub const REASON_DNS: &str = "DNSResolutionFailed";
 
+/// A DNS name flag; empty means "off" (so a ConfigMap can leave it blank).
 fn parse_dns_name(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Ok(String::new());
+    }
     dns::build_query(0, s, dns::TYPE_A)
         .map(|_| s.to_string())
         .map_err(|e| e.to_string())
@@ -389,7 +393,7 @@ impl Probe for NetworkProbe {
                 v
             });
             let dns = async {
-                let name = self.config.dns_name.as_deref()?;
+                let name = self.config.dns_name.as_deref().filter(|n| !n.is_empty())?;
                 let servers = match self.config.dns_server {
                     Some(s) => vec![s],
                     None => match tokio::fs::read_to_string(&resolv).await {
@@ -625,6 +629,7 @@ eth1\t00000000\t00000000\t0200\t0\t0\t0\t00000000\t0\t0\t0\n";
     fn flags_validate() {
         assert!(parse_dns_name("kubernetes.default.svc.cluster.local").is_ok());
         assert!(parse_dns_name("a..b").is_err());
+        assert_eq!(parse_dns_name(""), Ok(String::new()));
         assert_eq!(parse_bool("false"), Ok(false));
         assert!(parse_bool("maybe").is_err());
     }
