@@ -26,7 +26,7 @@
 //! with `hostNetwork: true` (as NPD's does) for these to be the node's.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::clients::dns::{self, Resolution};
@@ -300,6 +300,15 @@ fn check_routes(proc_root: &Path) -> Check {
     )
 }
 
+/// Nameservers of the host's resolv.conf. `/etc/resolv.conf` is often an absolute symlink
+/// (`/run/systemd/resolve/stub-resolv.conf`): it is followed inside the host root.
+fn host_nameservers(host: &HostPaths) -> Result<Vec<SocketAddr>, String> {
+    let path = host.resolve("/etc/resolv.conf");
+    std::fs::read_to_string(&path)
+        .map(|text| dns::parse_resolv_conf(&text))
+        .map_err(|e| format!("read {}: {e}", path.display()))
+}
+
 fn dns_id_seed() -> u16 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -360,10 +369,6 @@ impl NetworkProbe {
     pub fn new(host: HostPaths, config: NetworkConfig) -> Self {
         NetworkProbe { host, config }
     }
-
-    fn resolv_conf(&self) -> PathBuf {
-        self.host.path("/etc/resolv.conf")
-    }
 }
 
 impl Probe for NetworkProbe {
@@ -383,7 +388,7 @@ impl Probe for NetworkProbe {
         let proc_root = self.host.proc();
         let threshold = self.config.conntrack_threshold;
         let routes = self.config.require_default_route;
-        let resolv = self.resolv_conf();
+        let host = self.host.clone();
         Box::pin(async move {
             let files = blocking(move || {
                 let mut v = vec![check_conntrack(&proc_root, threshold)];
@@ -396,14 +401,9 @@ impl Probe for NetworkProbe {
                 let name = self.config.dns_name.as_deref().filter(|n| !n.is_empty())?;
                 let servers = match self.config.dns_server {
                     Some(s) => vec![s],
-                    None => match tokio::fs::read_to_string(&resolv).await {
-                        Ok(text) => dns::parse_resolv_conf(&text),
-                        Err(e) => {
-                            return Some(Check::CannotCheck(format!(
-                                "read {}: {e}",
-                                resolv.display()
-                            )))
-                        }
+                    None => match blocking(move || host_nameservers(&host)).await {
+                        Ok(Ok(servers)) => servers,
+                        Ok(Err(e)) | Err(e) => return Some(Check::CannotCheck(e)),
                     },
                 };
                 Some(check_dns(name, servers, self.config.dns_timeout).await)
@@ -623,6 +623,26 @@ eth1\t00000000\t00000000\t0200\t0\t0\t0\t00000000\t0\t0\t0\n";
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn resolv_conf_symlinks_are_followed_inside_the_host_root() {
+        let d = tempfile::tempdir().unwrap();
+        let stub = d.path().join("run/systemd/resolve");
+        std::fs::create_dir_all(&stub).unwrap();
+        std::fs::create_dir_all(d.path().join("etc")).unwrap();
+        std::fs::write(stub.join("stub-resolv.conf"), "nameserver 127.0.0.53\n").unwrap();
+        std::os::unix::fs::symlink(
+            "/run/systemd/resolve/stub-resolv.conf",
+            d.path().join("etc/resolv.conf"),
+        )
+        .unwrap();
+        assert_eq!(
+            host_nameservers(&HostPaths::new(d.path())),
+            Ok(vec!["127.0.0.53:53".parse().unwrap()])
+        );
+        let e = host_nameservers(&HostPaths::new(d.path().join("nope"))).unwrap_err();
+        assert!(e.contains("etc/resolv.conf"), "{e}");
     }
 
     #[test]
