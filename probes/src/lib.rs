@@ -5,11 +5,13 @@
 //! [`run_probe`], and reports one tri-state [`Outcome`] per node condition it owns.
 //! This crate knows nothing about Kubernetes: reporters live in the agent crate.
 
+pub mod clients;
 pub mod findings;
 pub mod host;
 pub mod inodes;
 pub mod pid_pressure;
 pub mod registry;
+pub mod runtime;
 pub(crate) mod sys;
 
 use std::future::Future;

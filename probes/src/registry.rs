@@ -2,10 +2,10 @@
 //! Adding a probe = one module, one entry in [`PROBES`], one field in [`ProbeConfigs`],
 //! one arm in [`build`].
 
-use crate::{inodes, pid_pressure, HostPaths, Probe};
+use crate::{inodes, pid_pressure, runtime, HostPaths, Probe};
 
 /// Every probe name, in report order.
-pub const PROBES: &[&str] = &[inodes::NAME, pid_pressure::NAME];
+pub const PROBES: &[&str] = &[inodes::NAME, pid_pressure::NAME, runtime::NAME];
 
 /// Settings of every probe (each probe's flags and env twins).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -14,6 +14,8 @@ pub struct ProbeConfigs {
     pub inodes: inodes::InodesConfig,
     #[command(flatten, next_help_heading = "pid-pressure probe")]
     pub pid_pressure: pid_pressure::PidPressureConfig,
+    #[command(flatten, next_help_heading = "runtime probe")]
+    pub runtime: runtime::RuntimeConfig,
 }
 
 /// A probe name that does not exist.
@@ -67,6 +69,10 @@ pub fn build(host: &HostPaths, configs: &ProbeConfigs, names: &[&str]) -> Vec<Bo
                     host.clone(),
                     configs.pid_pressure.clone(),
                 ))),
+                runtime::NAME => Some(Box::new(runtime::RuntimeProbe::new(
+                    host.clone(),
+                    configs.runtime.clone(),
+                ))),
                 _ => None,
             }
         })
@@ -85,7 +91,10 @@ mod tests {
     fn allow_and_deny_lists() {
         assert_eq!(select(&[], &[]).unwrap(), PROBES.to_vec());
         assert_eq!(select(&s(&["inodes"]), &[]).unwrap(), vec!["inodes"]);
-        assert_eq!(select(&[], &s(&["inodes"])).unwrap(), vec!["pid-pressure"]);
+        assert_eq!(
+            select(&[], &s(&["inodes"])).unwrap(),
+            vec!["pid-pressure", "runtime"]
+        );
         assert_eq!(
             select(&s(&["inodes", "pid-pressure"]), &s(&["inodes"])).unwrap(),
             vec!["pid-pressure"]
