@@ -283,7 +283,8 @@ fn hung_socket_is_offline_within_the_timeout_and_other_probes_are_not_delayed() 
     let i = run.result("InodesPressure");
     assert_eq!(i["status"], "False", "{i:#}");
     let inodes_ms = i["duration_ms"].as_u64().unwrap();
-    assert!(inodes_ms < 300, "inodes took {inodes_ms} ms");
+    // Well under the runtime's 1 s: it ran beside the hung check, not after it.
+    assert!(inodes_ms < 500, "inodes took {inodes_ms} ms");
     assert!(
         wall < timeout + Duration::from_secs(1),
         "whole run took {wall:?}"

@@ -1069,6 +1069,51 @@ mod tests {
         }
     }
 
+    /// In daemon mode a hung runtime is checked every interval: each check must close its
+    /// connections when it gives up, or the agent would pile up sockets and tasks.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn giving_up_on_a_hung_daemon_closes_every_connection() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let c = dir.path().join("c.sock");
+        let d = dir.path().join("d.sock");
+        let (tx, rx) = std::sync::mpsc::channel();
+        for path in [&c, &d] {
+            let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                while let Ok((conn, _)) = listener.accept() {
+                    if tx.send(conn).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let probe = RuntimeProbe::new(
+            HostPaths::new(dir.path()),
+            RuntimeConfig {
+                containerd_socket: Some(c),
+                docker_socket: Some(d),
+                timeout: Duration::from_millis(200),
+                ..Default::default()
+            },
+        );
+        for _ in 0..3 {
+            let f = probe.check().await;
+            assert!(matches!(f[0].outcome, Outcome::Problem { .. }), "{f:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let conns: Vec<_> = rx.try_iter().collect();
+        assert_eq!(conns.len(), 6, "one connection per runtime per check");
+        for mut conn in conns {
+            // Whatever the client wrote (HTTP/2 preface, an HTTP request), then EOF.
+            conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut sink = Vec::new();
+            conn.read_to_end(&mut sink)
+                .expect("client side still open: connection leaked");
+        }
+    }
+
     #[tokio::test]
     async fn stale_and_silent_sockets_are_offline() {
         let dir = tempfile::tempdir().unwrap();
