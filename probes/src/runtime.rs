@@ -103,18 +103,22 @@ pub const GRACE: Duration = Duration::from_secs(1);
 /// Settings of the runtime probe (flags and env twins).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RuntimeConfig {
-    /// containerd gRPC socket as this process sees it [default: <host-root>/run/containerd/containerd.sock].
+    /// containerd gRPC socket as this process sees it; when set, a missing or refusing
+    /// socket is offline [default: <host-root>/run/containerd/containerd.sock, checked if present].
     #[arg(
         id = "containerd-socket",
         long = "containerd-socket",
-        env = "NODEPROBE_CONTAINERD_SOCKET"
+        env = "NODEPROBE_CONTAINERD_SOCKET",
+        value_name = "PATH"
     )]
     pub containerd_socket: Option<PathBuf>,
-    /// Docker API socket as this process sees it [default: <host-root>/run/docker.sock, then <host-root>/var/run/docker.sock].
+    /// Docker API socket as this process sees it; when set, a missing or refusing socket is
+    /// offline [default: <host-root>/run/docker.sock, then <host-root>/var/run/docker.sock, checked if present].
     #[arg(
         id = "docker-socket",
         long = "docker-socket",
-        env = "NODEPROBE_DOCKER_SOCKET"
+        env = "NODEPROBE_DOCKER_SOCKET",
+        value_name = "PATH"
     )]
     pub docker_socket: Option<PathBuf>,
     /// How long a runtime daemon may take to answer (connect and all calls); a socket
