@@ -3,6 +3,8 @@
 
 #![allow(clippy::disallowed_methods)] // tests start real components and the binary
 
+pub mod runtimes;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -12,6 +12,7 @@ pub mod inodes;
 pub mod network;
 pub mod pid_pressure;
 pub mod registry;
+pub mod runtime;
 pub mod spot;
 pub(crate) mod sys;
 

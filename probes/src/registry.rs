@@ -2,10 +2,16 @@
 //! Adding a probe = one module, one entry in [`PROBES`], one field in [`ProbeConfigs`],
 //! one arm in [`build`].
 
-use crate::{inodes, network, pid_pressure, spot, HostPaths, Probe};
+use crate::{inodes, network, pid_pressure, runtime, spot, HostPaths, Probe};
 
 /// Every probe name, in report order.
-pub const PROBES: &[&str] = &[inodes::NAME, pid_pressure::NAME, spot::NAME, network::NAME];
+pub const PROBES: &[&str] = &[
+    inodes::NAME,
+    pid_pressure::NAME,
+    runtime::NAME,
+    spot::NAME,
+    network::NAME,
+];
 
 /// Settings of every probe (each probe's flags and env twins).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -14,6 +20,8 @@ pub struct ProbeConfigs {
     pub inodes: inodes::InodesConfig,
     #[command(flatten, next_help_heading = "pid-pressure probe")]
     pub pid_pressure: pid_pressure::PidPressureConfig,
+    #[command(flatten, next_help_heading = "runtime probe")]
+    pub runtime: runtime::RuntimeConfig,
     #[command(flatten, next_help_heading = "spot probe")]
     pub spot: spot::SpotConfig,
     #[command(flatten, next_help_heading = "network probe")]
@@ -70,6 +78,10 @@ pub fn build(host: &HostPaths, configs: &ProbeConfigs, names: &[&str]) -> Vec<Bo
                 pid_pressure::NAME => Some(Box::new(pid_pressure::PidPressureProbe::new(
                     host.clone(),
                     configs.pid_pressure.clone(),
+                ))),
+                runtime::NAME => Some(Box::new(runtime::RuntimeProbe::new(
+                    host.clone(),
+                    configs.runtime.clone(),
                 ))),
                 spot::NAME => Some(Box::new(spot::SpotProbe::new(
                     host.clone(),

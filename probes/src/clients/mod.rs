@@ -1,4 +1,6 @@
-//! Small clients for host services: instance metadata (HTTP), DNS (UDP).
+//! Small clients for host services, each bounded by a caller-given deadline.
 
+pub mod containerd;
 pub mod dns;
+pub mod docker;
 pub mod metadata;
