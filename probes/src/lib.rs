@@ -5,12 +5,15 @@
 //! [`run_probe`], and reports one tri-state [`Outcome`] per node condition it owns.
 //! This crate knows nothing about Kubernetes: reporters live in the agent crate.
 
+pub mod clients;
 pub mod findings;
 pub mod host;
 pub mod inodes;
+pub mod ntp;
 pub mod pid_pressure;
 pub mod registry;
 pub(crate) mod sys;
+pub mod systemd;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -2,10 +2,10 @@
 //! Adding a probe = one module, one entry in [`PROBES`], one field in [`ProbeConfigs`],
 //! one arm in [`build`].
 
-use crate::{inodes, pid_pressure, HostPaths, Probe};
+use crate::{inodes, ntp, pid_pressure, systemd, HostPaths, Probe};
 
 /// Every probe name, in report order.
-pub const PROBES: &[&str] = &[inodes::NAME, pid_pressure::NAME];
+pub const PROBES: &[&str] = &[inodes::NAME, pid_pressure::NAME, systemd::NAME, ntp::NAME];
 
 /// Settings of every probe (each probe's flags and env twins).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -14,6 +14,10 @@ pub struct ProbeConfigs {
     pub inodes: inodes::InodesConfig,
     #[command(flatten, next_help_heading = "pid-pressure probe")]
     pub pid_pressure: pid_pressure::PidPressureConfig,
+    #[command(flatten, next_help_heading = "systemd probe")]
+    pub systemd: systemd::SystemdConfig,
+    #[command(flatten, next_help_heading = "ntp probe")]
+    pub ntp: ntp::NtpConfig,
 }
 
 /// A probe name that does not exist.
@@ -67,6 +71,14 @@ pub fn build(host: &HostPaths, configs: &ProbeConfigs, names: &[&str]) -> Vec<Bo
                     host.clone(),
                     configs.pid_pressure.clone(),
                 ))),
+                systemd::NAME => Some(Box::new(systemd::SystemdProbe::new(
+                    host.clone(),
+                    configs.systemd.clone(),
+                ))),
+                ntp::NAME => Some(Box::new(ntp::NtpProbe::new(
+                    host.clone(),
+                    configs.ntp.clone(),
+                ))),
                 _ => None,
             }
         })
@@ -85,7 +97,8 @@ mod tests {
     fn allow_and_deny_lists() {
         assert_eq!(select(&[], &[]).unwrap(), PROBES.to_vec());
         assert_eq!(select(&s(&["inodes"]), &[]).unwrap(), vec!["inodes"]);
-        assert_eq!(select(&[], &s(&["inodes"])).unwrap(), vec!["pid-pressure"]);
+        let without_inodes: Vec<_> = PROBES.iter().copied().filter(|p| *p != "inodes").collect();
+        assert_eq!(select(&[], &s(&["inodes"])).unwrap(), without_inodes);
         assert_eq!(
             select(&s(&["inodes", "pid-pressure"]), &s(&["inodes"])).unwrap(),
             vec!["pid-pressure"]
