@@ -9,7 +9,9 @@
 //!   ntpd/ntp/ntpsec, systemd-timesyncd: unit names differ by distro).
 //!
 //! Problems (reason NodeHasNTPProblem; the message says which):
-//! - **no time daemon active** (none of the units is active; the kernel state is added);
+//! - **no time daemon active** (none of the units is `active` or `reloading`, or being
+//!   started: `activating` other than a crash loop's `auto-restart`; the kernel state is
+//!   added);
 //! - **clock not synchronised for longer than `--ntp-grace`**;
 //! - **maximum error above `--ntp-max-error`** while the kernel calls the clock synchronised
 //!   (an unsynchronised kernel pins maxerror at 16 s, which says nothing more).
@@ -179,6 +181,11 @@ impl SyncMemory {
     }
 }
 
+/// A unit being started (`activating`), but not waiting to be restarted after a crash.
+fn is_starting(u: &UnitState) -> bool {
+    u.active_state == "activating" && u.sub_state != "auto-restart"
+}
+
 /// Everything [`evaluate`] judges.
 #[derive(Debug, Clone)]
 pub struct NtpInputs {
@@ -221,14 +228,23 @@ pub fn evaluate(i: &NtpInputs) -> Outcome {
     let mut notes: Vec<String> = Vec::new();
 
     // Which daemon runs, and since when.
-    let mut active: Vec<&UnitState> = Vec::new();
+    // Active daemons with the time they became active; one being started (not a crash
+    // loop's `auto-restart`) counts as active from now, so a restart does not flap.
+    let mut active: Vec<(&UnitState, u64)> = Vec::new();
     match &i.units {
         Ok(units) => {
             let mut seen = Vec::new();
             for u in units {
-                if u.is_active() && !seen.contains(&u.object_path) {
+                let enter = if u.is_active() {
+                    u.active_enter_monotonic_us
+                } else if is_starting(u) {
+                    i.now_us
+                } else {
+                    continue;
+                };
+                if !seen.contains(&u.object_path) {
                     seen.push(u.object_path.clone());
-                    active.push(u);
+                    active.push((u, enter));
                 }
             }
             if active.is_empty() {
@@ -249,14 +265,14 @@ pub fn evaluate(i: &NtpInputs) -> Outcome {
     }
     let daemon_names = active
         .iter()
-        .map(|u| u.name.as_str())
+        .map(|(u, _)| u.name.as_str())
         .collect::<Vec<_>>()
         .join(", ");
     // The most recently started active daemon, if systemd told us when.
     let daemon_start = active
         .iter()
-        .filter(|u| u.active_enter_monotonic_us > 0)
-        .max_by_key(|u| u.active_enter_monotonic_us)
+        .filter(|(_, enter)| *enter > 0)
+        .max_by_key(|(_, enter)| *enter)
         .copied();
 
     match &i.kernel {
@@ -276,21 +292,33 @@ pub fn evaluate(i: &NtpInputs) -> Outcome {
         Ok(k) if !active.is_empty() => {
             // A daemon runs: how long has it had to synchronise the clock?
             let observed = i.memory.unsynced_since_us.filter(|_| i.memory.saw_synced);
-            let (start, basis) = match (daemon_start, observed) {
-                (Some(d), Some(o)) if o > d.active_enter_monotonic_us => {
-                    (Some(o), "since it was last seen synchronised".to_string())
-                }
-                (Some(d), _) => (
-                    Some(d.active_enter_monotonic_us),
-                    format!("since {} became active", d.name),
+            // The start of the period judged, and how to say what it is measured from.
+            let (start, basis, starting) = match (daemon_start, observed) {
+                (Some((_, enter)), Some(o)) if o > enter => (
+                    Some(o),
+                    "since it was last seen synchronised".to_string(),
+                    None,
                 ),
-                (None, Some(o)) => (Some(o), "since it was last seen synchronised".to_string()),
+                (Some((d, enter)), _) if !d.is_active() => (Some(enter), String::new(), Some(d)),
+                (Some((d, enter)), _) => {
+                    (Some(enter), format!("since {} became active", d.name), None)
+                }
+                (None, Some(o)) => (
+                    Some(o),
+                    "since it was last seen synchronised".to_string(),
+                    None,
+                ),
                 (None, None) => (
                     i.memory.unsynced_since_us,
                     "since nodeprobe first saw it".to_string(),
+                    None,
                 ),
             };
             let elapsed = start.map(|s| since(i.now_us, s)).unwrap_or_default();
+            let phrase = match starting {
+                Some(d) => format!("{} is starting", d.name),
+                None => format!("{} {basis}", age(elapsed)),
+            };
             if elapsed > i.grace {
                 problems.push(format!(
                     "clock not synchronised for {} {basis}, longer than the {} grace ({}; active: {daemon_names})",
@@ -302,8 +330,7 @@ pub fn evaluate(i: &NtpInputs) -> Outcome {
                 notes.insert(
                     0,
                     format!(
-                        "clock not synchronised yet, {} {basis}, within the {} grace ({})",
-                        age(elapsed),
+                        "clock not synchronised yet, {phrase}, within the {} grace ({})",
                         age(i.grace),
                         k.describe()
                     ),
@@ -633,6 +660,26 @@ mod tests {
                 message.starts_with(
                     "clock not synchronised for 11m40s since it was last seen synchronised"
                 ),
+                "{message}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_daemon_being_restarted_is_not_missing_but_a_crash_loop_is() {
+        let mut u = unit("chronyd.service", "loaded", "activating", 100);
+        u.sub_state = "start".into();
+        assert_eq!(
+            evaluate(&inputs(unsynced(), Ok(vec![u.clone()]), 5000)),
+            Outcome::ok_with(
+                "clock not synchronised yet, chronyd.service is starting, within the 10m0s grace (STA_UNSYNC, state TIME_ERROR, maxerror 16s, esterror 16s); active: chronyd.service"
+            )
+        );
+        u.sub_state = "auto-restart".into();
+        match evaluate(&inputs(unsynced(), Ok(vec![u]), 5000)) {
+            Outcome::Problem { message, .. } => assert!(
+                message.starts_with("no time daemon active (chronyd.service activating)"),
                 "{message}"
             ),
             other => panic!("{other:?}"),

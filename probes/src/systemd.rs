@@ -12,8 +12,9 @@
 //! | `maintenance` (rescue or emergency mode) | True |
 //! | `stopping` (shutdown in progress), `offline`, `unknown`, anything else | Unknown: health cannot be judged |
 //!
-//! A default target systemd refuses to resolve (`GetDefaultTarget` answered with an error)
-//! is a problem, as the users' script meant it; a bus that cannot be reached or does not
+//! A default target systemd cannot resolve (`GetDefaultTarget` answered with systemd's own
+//! error) is a problem, as the users' script meant it; a call the bus or its policy refused
+//! is only noted in the detail; a bus that cannot be reached or does not
 //! answer within the deadline is Unknown naming the address tried.
 
 use std::time::Duration;
@@ -65,9 +66,34 @@ impl Default for SystemdConfig {
 pub struct SystemdView {
     pub state: String,
     pub failed: Vec<String>,
-    /// The default target, or the error systemd answered `GetDefaultTarget` with.
-    pub default_target: Result<String, String>,
+    pub default_target: DefaultTarget,
 }
+
+/// The answer to `GetDefaultTarget`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultTarget {
+    /// e.g. `multi-user.target`.
+    Known(String),
+    /// systemd itself could not resolve it (e.g. a dangling `default.target` link): the
+    /// failure the users' `systemctl get-default` check was after.
+    Unresolvable(String),
+    /// The bus refused or did not route the call (access denied, unknown method): says
+    /// nothing about systemd's health, only noted.
+    Unreadable(String),
+}
+
+/// D-Bus error names that come from the bus or its policy rather than from systemd.
+const BUS_LEVEL_ERRORS: &[&str] = &[
+    "org.freedesktop.DBus.Error.AccessDenied",
+    "org.freedesktop.DBus.Error.ServiceUnknown",
+    "org.freedesktop.DBus.Error.UnknownMethod",
+    "org.freedesktop.DBus.Error.UnknownObject",
+    "org.freedesktop.DBus.Error.UnknownInterface",
+    "org.freedesktop.DBus.Error.NoReply",
+    "org.freedesktop.DBus.Error.Timeout",
+    "org.freedesktop.DBus.Error.LimitsExceeded",
+    "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired",
+];
 
 /// Match a unit name against a pattern with `*` (any run) and `?` (one character).
 pub fn glob_match(pattern: &str, name: &str) -> bool {
@@ -130,8 +156,8 @@ pub fn evaluate(view: &SystemdView, ignore: &[String]) -> Outcome {
     if state == "maintenance" {
         problems.push("systemd is in maintenance (rescue or emergency) mode".to_string());
     }
-    if let Err(e) = &view.default_target {
-        problems.push(format!("default target unreadable: {e}"));
+    if let DefaultTarget::Unresolvable(e) = &view.default_target {
+        problems.push(format!("default target cannot be resolved: {e}"));
     }
     if !problems.is_empty() {
         let mut msg = problems.join("; ");
@@ -145,7 +171,12 @@ pub fn evaluate(view: &SystemdView, ignore: &[String]) -> Outcome {
             "systemd is {state}: its health cannot be judged in this state"
         ));
     }
-    let target = view.default_target.as_deref().unwrap_or("?");
+    let target = match &view.default_target {
+        DefaultTarget::Known(t) => t.clone(),
+        DefaultTarget::Unresolvable(e) | DefaultTarget::Unreadable(e) => {
+            format!("unreadable ({e})")
+        }
+    };
     let mut detail = match state {
         "initializing" | "starting" => {
             format!(
@@ -167,11 +198,14 @@ pub async fn gather(client: &SystemdClient) -> Result<SystemdView, SystemdError>
     let state = client.system_state().await?;
     let failed: Vec<ListedUnit> = client.failed_units().await?;
     let default_target = match client.default_target().await {
-        Ok(t) => Ok(t),
-        Err(e) if e.is_rejection() => Err(match &e {
-            SystemdError::Rejected { name, message, .. } => format!("{name}: {message}"),
-            other => other.to_string(),
-        }),
+        Ok(t) => DefaultTarget::Known(t),
+        Err(SystemdError::Rejected { name, message, .. }) => {
+            if BUS_LEVEL_ERRORS.contains(&name.as_str()) {
+                DefaultTarget::Unreadable(format!("{name}: {message}"))
+            } else {
+                DefaultTarget::Unresolvable(format!("{name}: {message}"))
+            }
+        }
         Err(e) => return Err(e),
     };
     Ok(SystemdView {
@@ -255,7 +289,7 @@ mod tests {
         SystemdView {
             state: state.into(),
             failed: failed.iter().map(|s| s.to_string()).collect(),
-            default_target: Ok("multi-user.target".into()),
+            default_target: DefaultTarget::Known("multi-user.target".into()),
         }
     }
 
@@ -361,14 +395,24 @@ mod tests {
     }
 
     #[test]
-    fn unreadable_default_target_is_a_problem() {
+    fn unresolvable_default_target_is_a_problem_but_a_refused_call_is_not() {
         let mut v = view("running", &[]);
-        v.default_target = Err("org.freedesktop.DBus.Error.FileNotFound: No such file".into());
+        v.default_target = DefaultTarget::Unresolvable(
+            "org.freedesktop.DBus.Error.FileNotFound: No such file".into(),
+        );
         assert_eq!(
             evaluate(&v, &[]),
             Outcome::problem(
                 "NodeHasSystemdError",
-                "default target unreadable: org.freedesktop.DBus.Error.FileNotFound: No such file"
+                "default target cannot be resolved: org.freedesktop.DBus.Error.FileNotFound: No such file"
+            )
+        );
+        v.default_target =
+            DefaultTarget::Unreadable("org.freedesktop.DBus.Error.AccessDenied: denied".into());
+        assert_eq!(
+            evaluate(&v, &[]),
+            Outcome::ok_with(
+                "systemd is running, default target unreadable (org.freedesktop.DBus.Error.AccessDenied: denied)"
             )
         );
     }
