@@ -35,8 +35,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::clients::systemd::{system_bus_address, SystemdClient, SystemdError, UnitState};
-use crate::systemd::dbus_budget;
+use crate::clients::systemd::{
+    dbus_budget, system_bus_address, SystemdClient, SystemdError, UnitState,
+};
 use crate::{humanize, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe};
 
 pub const NAME: &str = "ntp";

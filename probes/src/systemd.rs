@@ -19,7 +19,9 @@
 
 use std::time::Duration;
 
-use crate::clients::systemd::{system_bus_address, ListedUnit, SystemdClient, SystemdError};
+use crate::clients::systemd::{
+    dbus_budget, system_bus_address, ListedUnit, SystemdClient, SystemdError,
+};
 use crate::{single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe};
 
 pub const NAME: &str = "systemd";
@@ -213,12 +215,6 @@ pub async fn gather(client: &SystemdClient) -> Result<SystemdView, SystemdError>
         failed: failed.into_iter().map(|u| u.name).collect(),
         default_target,
     })
-}
-
-/// The share of a probe's deadline its D-Bus work may use, leaving time to report why.
-pub(crate) fn dbus_budget(timeout: Duration) -> Duration {
-    let margin = (timeout / 10).min(Duration::from_millis(250));
-    timeout.saturating_sub(margin).max(Duration::from_millis(1))
 }
 
 pub struct SystemdProbe {
@@ -415,19 +411,6 @@ mod tests {
                 "systemd is running, default target unreadable (org.freedesktop.DBus.Error.AccessDenied: denied)"
             )
         );
-    }
-
-    #[test]
-    fn budget_leaves_a_margin() {
-        assert_eq!(
-            dbus_budget(Duration::from_secs(10)),
-            Duration::from_millis(9750)
-        );
-        assert_eq!(
-            dbus_budget(Duration::from_secs(1)),
-            Duration::from_millis(900)
-        );
-        assert!(dbus_budget(Duration::from_millis(1)) > Duration::ZERO);
     }
 
     #[tokio::test]

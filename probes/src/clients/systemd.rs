@@ -113,6 +113,12 @@ pub fn escape_address_value(value: &str) -> String {
     out
 }
 
+/// The share of a probe's deadline its D-Bus work may use, leaving time to report why.
+pub fn dbus_budget(timeout: Duration) -> Duration {
+    let margin = (timeout / 10).min(Duration::from_millis(250));
+    timeout.saturating_sub(margin).max(Duration::from_millis(1))
+}
+
 /// The state of one unit as systemd reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitState {
@@ -446,6 +452,19 @@ mod tests {
         u.load_state = "loaded".into();
         u.active_state = "reloading".into();
         assert!(u.exists() && u.is_active());
+    }
+
+    #[test]
+    fn budget_leaves_a_margin() {
+        assert_eq!(
+            dbus_budget(Duration::from_secs(10)),
+            Duration::from_millis(9750)
+        );
+        assert_eq!(
+            dbus_budget(Duration::from_secs(1)),
+            Duration::from_millis(900)
+        );
+        assert!(dbus_budget(Duration::from_millis(1)) > Duration::ZERO);
     }
 
     #[tokio::test]
