@@ -4,6 +4,7 @@
 #![allow(clippy::disallowed_methods)] // tests start real components and the binary
 
 pub mod runtimes;
+pub mod systemd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -290,3 +290,73 @@ fn hung_socket_is_offline_within_the_timeout_and_other_probes_are_not_delayed() 
         "whole run took {wall:?}"
     );
 }
+
+/// The systemd unit's ActiveState joins the socket checks when the host's D-Bus answers.
+#[test]
+fn systemd_unit_state_joins_the_verdict() {
+    use nodeprobe_integration::nodeprobe_env;
+    use nodeprobe_integration::systemd::PrivateSystemd;
+    if !require(PrivateSystemd::available(), "systemd --user (private bus)") {
+        return;
+    }
+    let sd = PrivateSystemd::start();
+    let root = empty_root();
+    let args = |extra: &[&'static str]| {
+        let mut a: Vec<String> = [
+            "--oneshot",
+            "--output",
+            "json",
+            "--probes",
+            "runtime",
+            "--host-root",
+            root.path().to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let env = [("DBUS_SYSTEM_BUS_ADDRESS", sd.address())];
+
+    // containerd.service failed and no socket: the runtime is offline, not "not installed".
+    sd.write_unit(
+        "containerd.service",
+        &PrivateSystemd::failing("fake containerd"),
+    );
+    sd.reload();
+    sd.start_unit("containerd.service");
+    sd.wait_active_state("containerd.service", "failed");
+    let a = args(&[]);
+    let run = nodeprobe_env(&a.iter().map(String::as_str).collect::<Vec<_>>(), &env);
+    let r = run.result("RuntimeOffline");
+    assert_eq!(r["status"], "True", "{run:?}");
+    assert!(text(&r, "message").contains("failed"), "{r}");
+    assert_eq!(run.code, 1);
+
+    // containerd.service active and the real containerd answering: healthy, unit state noted.
+    let Ok(sock) = std::env::var("NODEPROBE_IT_CONTAINERD_SOCK") else {
+        require(false, "NODEPROBE_IT_CONTAINERD_SOCK (shared containerd)");
+        return;
+    };
+    sd.write_unit(
+        "containerd.service",
+        &PrivateSystemd::sleeper("fake containerd"),
+    );
+    sd.reload();
+    sd.busctl(&[
+        "call",
+        "org.freedesktop.systemd1",
+        "/org/freedesktop/systemd1",
+        "org.freedesktop.systemd1.Manager",
+        "ResetFailed",
+    ]);
+    sd.start_unit("containerd.service");
+    sd.wait_active_state("containerd.service", "active");
+    let mut a = args(&[]);
+    a.extend(["--containerd-socket".to_string(), sock]);
+    let run = nodeprobe_env(&a.iter().map(String::as_str).collect::<Vec<_>>(), &env);
+    let r = run.result("RuntimeOffline");
+    assert_eq!(r["status"], "False", "{run:?}");
+    assert!(text(&r, "detail").contains("active"), "{r}");
+}

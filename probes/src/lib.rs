@@ -10,11 +10,13 @@ pub mod findings;
 pub mod host;
 pub mod inodes;
 pub mod network;
+pub mod ntp;
 pub mod pid_pressure;
 pub mod registry;
 pub mod runtime;
 pub mod spot;
 pub(crate) mod sys;
+pub mod systemd;
 
 use std::future::Future;
 use std::pin::Pin;

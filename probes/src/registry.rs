@@ -2,12 +2,14 @@
 //! Adding a probe = one module, one entry in [`PROBES`], one field in [`ProbeConfigs`],
 //! one arm in [`build`].
 
-use crate::{inodes, network, pid_pressure, runtime, spot, HostPaths, Probe};
+use crate::{inodes, network, ntp, pid_pressure, runtime, spot, systemd, HostPaths, Probe};
 
 /// Every probe name, in report order.
 pub const PROBES: &[&str] = &[
     inodes::NAME,
     pid_pressure::NAME,
+    systemd::NAME,
+    ntp::NAME,
     runtime::NAME,
     spot::NAME,
     network::NAME,
@@ -20,6 +22,10 @@ pub struct ProbeConfigs {
     pub inodes: inodes::InodesConfig,
     #[command(flatten, next_help_heading = "pid-pressure probe")]
     pub pid_pressure: pid_pressure::PidPressureConfig,
+    #[command(flatten, next_help_heading = "systemd probe")]
+    pub systemd: systemd::SystemdConfig,
+    #[command(flatten, next_help_heading = "ntp probe")]
+    pub ntp: ntp::NtpConfig,
     #[command(flatten, next_help_heading = "runtime probe")]
     pub runtime: runtime::RuntimeConfig,
     #[command(flatten, next_help_heading = "spot probe")]
@@ -79,10 +85,21 @@ pub fn build(host: &HostPaths, configs: &ProbeConfigs, names: &[&str]) -> Vec<Bo
                     host.clone(),
                     configs.pid_pressure.clone(),
                 ))),
-                runtime::NAME => Some(Box::new(runtime::RuntimeProbe::new(
+                systemd::NAME => Some(Box::new(systemd::SystemdProbe::new(
                     host.clone(),
-                    configs.runtime.clone(),
+                    configs.systemd.clone(),
                 ))),
+                ntp::NAME => Some(Box::new(ntp::NtpProbe::new(
+                    host.clone(),
+                    configs.ntp.clone(),
+                ))),
+                runtime::NAME => Some(Box::new(
+                    runtime::RuntimeProbe::new(host.clone(), configs.runtime.clone())
+                        .with_unit_states(std::sync::Arc::new(runtime::SystemdUnits::new(
+                            host,
+                            configs.runtime.timeout,
+                        ))),
+                )),
                 spot::NAME => Some(Box::new(spot::SpotProbe::new(
                     host.clone(),
                     configs.spot.clone(),
@@ -109,7 +126,8 @@ mod tests {
     fn allow_and_deny_lists() {
         assert_eq!(select(&[], &[]).unwrap(), PROBES.to_vec());
         assert_eq!(select(&s(&["inodes"]), &[]).unwrap(), vec!["inodes"]);
-        assert!(!select(&[], &s(&["inodes"])).unwrap().contains(&"inodes"));
+        let without_inodes: Vec<_> = PROBES.iter().copied().filter(|p| *p != "inodes").collect();
+        assert_eq!(select(&[], &s(&["inodes"])).unwrap(), without_inodes);
         assert_eq!(
             select(&s(&["inodes", "pid-pressure"]), &s(&["inodes"])).unwrap(),
             vec!["pid-pressure"]

@@ -220,6 +220,34 @@ pub trait UnitStates: Send + Sync {
     fn active_state<'a>(&'a self, unit: &'a str) -> UnitFuture<'a>;
 }
 
+/// [`UnitStates`] from the host's systemd over D-Bus (the system bus under the host root, or
+/// `DBUS_SYSTEM_BUS_ADDRESS`). A bus that is absent or does not answer gives `None`.
+pub struct SystemdUnits {
+    address: String,
+    timeout: Duration,
+}
+
+impl SystemdUnits {
+    pub fn new(host: &HostPaths, timeout: Duration) -> Self {
+        SystemdUnits {
+            address: crate::clients::systemd::system_bus_address(host),
+            timeout: crate::clients::systemd::dbus_budget(timeout),
+        }
+    }
+}
+
+impl UnitStates for SystemdUnits {
+    fn active_state<'a>(&'a self, unit: &'a str) -> UnitFuture<'a> {
+        Box::pin(async move {
+            let client =
+                crate::clients::systemd::SystemdClient::connect(&self.address, self.timeout)
+                    .await
+                    .ok()?;
+            client.unit_active_state(unit).await.ok().flatten()
+        })
+    }
+}
+
 // === pure judgement ===
 
 /// The result of one gRPC call, as [`judge_containerd`] weighs it.

@@ -17,7 +17,6 @@ pub struct RawTimex {
 }
 
 /// Read the kernel's NTP state.
-#[allow(dead_code)] // used by the ntp probe
 pub fn adjtimex_read() -> std::io::Result<RawTimex> {
     // SAFETY: `timex` is a plain C struct for which all-zero bytes are a valid value; with
     // `modes == 0` the kernel only fills it in. The pointer is to a live, exclusively
