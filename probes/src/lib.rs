@@ -8,6 +8,7 @@
 pub mod findings;
 pub mod host;
 pub mod inodes;
+pub mod logs;
 pub mod pid_pressure;
 pub mod registry;
 pub(crate) mod sys;
