@@ -144,6 +144,9 @@ pub struct MonitorStats {
     pub read_errors: AtomicU64,
     /// The monitor's task is running.
     pub running: AtomicBool,
+    /// The monitor has positioned itself in its log and sent its initial conditions:
+    /// lines written from now on will be seen.
+    pub ready: AtomicBool,
 }
 
 impl MonitorStats {
@@ -158,6 +161,7 @@ impl MonitorStats {
             state_errors: AtomicU64::new(0),
             read_errors: AtomicU64::new(0),
             running: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
         }
     }
 }
@@ -627,6 +631,7 @@ impl KmsgMonitor {
                 return;
             }
         };
+        self.stats.ready.store(true, Ordering::Relaxed);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut processed_seq = match start {
@@ -662,7 +667,7 @@ impl KmsgMonitor {
                     for _ in 0..4096 {
                         let res = guard.try_io(|fd| {
                             use std::io::Read;
-                            (&*fd.get_ref()).read(&mut buf)
+                            fd.get_ref().read(&mut buf)
                         });
                         let ev = match res {
                             Err(_would_block) => break,
