@@ -43,6 +43,9 @@ pub struct MonitorState {
     pub last_seq: Option<u64>,
     #[serde(default)]
     pub conditions: Vec<SavedCondition>,
+    /// Journal cursor of the last entry processed (journald monitors).
+    #[serde(default)]
+    pub journal_cursor: Option<String>,
 }
 
 pub const STATE_VERSION: u32 = 1;
@@ -135,6 +138,7 @@ mod tests {
                 transition_unix_ms: 1_700_000_000_123,
                 last_match_unix_ms: Some(1_700_000_000_123),
             }],
+            journal_cursor: None,
         }
     }
 

@@ -11,12 +11,15 @@
 //! condition with its current state (restored from the state directory in the same boot,
 //! otherwise `False` with the declared reason), then findings as lines match.
 //!
-//! Not implemented yet (documented gap): the `journald` and `filelog` sources. Monitors
-//! using them load and validate (so NPD files are accepted), but [`spawn_monitors`] skips
-//! them with a warning and lists them in [`Monitors::skipped`].
+//! The `journald` source needs the default-on `journald` cargo feature. Not implemented yet
+//! (documented gap): the `filelog` source. Monitors using it load and validate (so NPD files
+//! are accepted), but [`spawn_monitors`] skips them with a warning and lists them in
+//! [`Monitors::skipped`], as it does a journald monitor whose journal directory is missing.
 
 pub mod cursor;
 pub mod engine;
+#[cfg(feature = "journald")]
+pub mod journald;
 pub mod kmsg;
 pub mod oom;
 pub mod rules;
@@ -411,7 +414,51 @@ pub fn spawn_monitors(
     };
     let mut used_state_files: Vec<PathBuf> = Vec::new();
     let mut kmsg_tasks = Vec::new();
+    let mut used_state = |plugin: &str, source: &str| {
+        let mut p = cursor::state_file(&options.state_dir, plugin, source);
+        let mut n = 2;
+        while used_state_files.contains(&p) {
+            p = cursor::state_file(&options.state_dir, plugin, &format!("{source}-{n}"));
+            n += 1;
+        }
+        used_state_files.push(p.clone());
+        p
+    };
+    #[cfg(feature = "journald")]
+    let mut journal_tasks = Vec::new();
     for config in configs {
+        #[cfg(feature = "journald")]
+        if config.plugin == Plugin::Journald {
+            let dir = host.path(config.log_path.as_deref().unwrap_or("/var/log/journal"));
+            if !dir.is_dir() {
+                let why = format!(
+                    "journal directory {} does not exist; monitor {:?} not started",
+                    dir.display(),
+                    config.source
+                );
+                tracing::warn!(origin = %config.origin, "{why}");
+                monitors.skipped.push((config.origin.clone(), why));
+                continue;
+            }
+            let stats = Arc::new(MonitorStats::new(config.source.clone()));
+            monitors.stats.push(Arc::clone(&stats));
+            journal_tasks.push(journald::JournalMonitor {
+                dir,
+                identifier: config
+                    .plugin_config
+                    .get("source")
+                    .cloned()
+                    .unwrap_or_default(),
+                boot_id: read_boot_id(&host.proc().join("sys/kernel/random/boot_id")),
+                boot: boot_time(SystemTime::now()),
+                state_path: used_state("journald", &config.source),
+                config,
+                stats,
+                tx: tx.clone(),
+                shutdown: shutdown_rx.clone(),
+            });
+            continue;
+        }
         if config.plugin != Plugin::Kmsg {
             let why = format!(
                 "the {} source is not implemented in this build; monitor {:?} not started",
@@ -435,17 +482,7 @@ pub fn spawn_monitors(
                 path: kmsg_path.display().to_string(),
                 source,
             })?;
-        let mut state_path = cursor::state_file(&options.state_dir, "kmsg", &config.source);
-        let mut n = 2;
-        while used_state_files.contains(&state_path) {
-            state_path = cursor::state_file(
-                &options.state_dir,
-                "kmsg",
-                &format!("{}-{n}", config.source),
-            );
-            n += 1;
-        }
-        used_state_files.push(state_path.clone());
+        let state_path = used_state("kmsg", &config.source);
         let stats = Arc::new(MonitorStats::new(config.source.clone()));
         monitors.stats.push(Arc::clone(&stats));
         kmsg_tasks.push(KmsgMonitor {
@@ -461,6 +498,12 @@ pub fn spawn_monitors(
     }
     for m in kmsg_tasks {
         monitors.tasks.push(tokio::spawn(m.run()));
+    }
+    #[cfg(feature = "journald")]
+    for m in journal_tasks {
+        monitors
+            .tasks
+            .push(tokio::task::spawn_blocking(move || m.run()));
     }
     Ok(monitors)
 }
@@ -512,6 +555,18 @@ fn skip_existing(mut file: &std::fs::File, buf: &mut [u8]) -> Option<u64> {
     last
 }
 
+/// The host's boot id; `None` (state is then not persisted) when it cannot be read.
+fn read_boot_id(path: &Path) -> Option<String> {
+    match HostPaths::read_trimmed(path) {
+        Ok(id) if !id.is_empty() => Some(id),
+        other => {
+            tracing::warn!(path = %path.display(), result = ?other.err(),
+                "cannot read the boot id; log cursor and condition state are not persisted");
+            None
+        }
+    }
+}
+
 /// Realtime clock at boot, as the kernel's kmsg timestamps count from it.
 fn boot_time(now: SystemTime) -> SystemTime {
     let since_boot = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
@@ -527,6 +582,8 @@ struct Persist {
     last_write: Instant,
     warned: bool,
     dirty: bool,
+    /// Journal cursor (journald monitors).
+    journal_cursor: Option<String>,
 }
 
 impl Persist {
@@ -539,6 +596,7 @@ impl Persist {
             boot_id,
             last_seq,
             conditions: tracker.snapshot(),
+            journal_cursor: self.journal_cursor.clone(),
         };
         self.last_write = Instant::now();
         self.dirty = false;
@@ -557,14 +615,7 @@ impl KmsgMonitor {
         self.stats.running.store(true, Ordering::Relaxed);
         let now = SystemTime::now();
         let boot = boot_time(now);
-        let boot_id = match HostPaths::read_trimmed(&self.boot_id_path) {
-            Ok(id) if !id.is_empty() => Some(id),
-            other => {
-                tracing::warn!(path = %self.boot_id_path.display(), result = ?other.err(),
-                    "cannot read the boot id; kmsg cursor and condition state are not persisted");
-                None
-            }
-        };
+        let boot_id = read_boot_id(&self.boot_id_path);
         let saved = match cursor::load(&self.state_path) {
             Ok(s) => s,
             Err(e) => {
@@ -616,6 +667,7 @@ impl KmsgMonitor {
             last_write: Instant::now(),
             warned: false,
             dirty: true,
+            journal_cursor: None,
         };
         for u in matcher.conditions.current() {
             if self.tx.send(LogFinding::Condition(u)).await.is_err() {
