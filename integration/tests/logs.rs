@@ -377,6 +377,32 @@ fn state_from_another_boot_is_ignored_and_lookback_applies() {
         |v| is_event(v, "After"),
     );
     assert!(w.stderr().contains("corrupt state file"), "{}", w.stderr());
+    w.stop();
+
+    // an unwritable state directory is a warning too
+    let m3 = unique("unwritable");
+    let not_a_dir = tmp.path().join("plain-file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let rules3 = rule_file(
+        tmp.path(),
+        "r3.json",
+        &format!(
+            r#"{{"plugin":"kmsg","source":"it-unwritable","rules":[{{"type":"temporary","reason":"Still","pattern":"{m3}: still works"}}]}}"#
+        ),
+    );
+    let mut w = Watcher::start(Some(&rules3), &not_a_dir.join("state"), tmp.path());
+    kmsg_write(4, &format!("{m3}: still works"));
+    w.wait_for(
+        "event despite unwritable state",
+        Duration::from_secs(10),
+        |v| is_event(v, "Still"),
+    );
+    let out = w.stop();
+    let stats = out.iter().find(|v| v["kind"] == "stats").expect("stats");
+    assert!(
+        stats["monitors"][0]["state_errors"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
 }
 
 #[test]
