@@ -865,3 +865,70 @@ fn journald_corrupt_docker_image_from_real_journal_files() {
         .collect();
     assert_eq!(msgs, vec![corrupt("three").as_str()]);
 }
+
+/// Syslog-style timestamp (`Jan _2 15:04:05`, UTC) of now.
+fn syslog_now() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%b %e %H:%M:%S"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string()
+}
+
+/// NPD's upstream kernel-monitor-filelog.json (logPath pointed at a temp file): lines
+/// appended are matched, a rotated file is followed, nothing is replayed after a restart.
+#[test]
+fn filelog_follows_appends_and_rotation_without_replay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("kern.log");
+    std::fs::write(&log, "").unwrap();
+    let upstream = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../probes/tests/fixtures/npd-config/kernel-monitor-filelog.json");
+    let text = std::fs::read_to_string(upstream).unwrap().replace(
+        "\"/var/log/kern.log\"",
+        &format!("{:?}", log.to_str().unwrap()),
+    );
+    let rules = rule_file(tmp.path(), "kernel-monitor-filelog.json", &text);
+    let m = unique("fl");
+    let append = |msg: &str| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        writeln!(f, "{} node1 kernel: [ 1234.5678] {msg}", syslog_now()).unwrap();
+    };
+    let state = tmp.path().join("state");
+    let mut w = Watcher::start(Some(&rules), &state, tmp.path());
+    append(&format!("{m} unrelated"));
+    append(&format!(
+        "INFO: task {m}:123 blocked for more than 120 seconds."
+    ));
+    let e = w.wait_for("TaskHung from the file", Duration::from_secs(10), |v| {
+        is_event(v, "TaskHung")
+    });
+    assert_eq!(
+        e["message"],
+        format!("INFO: task {m}:123 blocked for more than 120 seconds.")
+    );
+    // rotation: rename away, new file at the path
+    std::fs::rename(&log, tmp.path().join("kern.log.1")).unwrap();
+    std::fs::write(&log, "").unwrap();
+    append(&format!(
+        "INFO: task {m}-rotated:7 blocked for more than 120 seconds."
+    ));
+    w.wait_for("TaskHung after rotation", Duration::from_secs(10), |v| {
+        is_event(v, "TaskHung") && v["message"].as_str().unwrap().contains("-rotated")
+    });
+    w.stop();
+    append(&format!(
+        "INFO: task {m}-down:8 blocked for more than 120 seconds."
+    ));
+    let mut w = Watcher::start(Some(&rules), &state, tmp.path());
+    w.wait_for(
+        "line appended while stopped",
+        Duration::from_secs(10),
+        |v| is_event(v, "TaskHung") && v["message"].as_str().unwrap().contains("-down"),
+    );
+    w.collect(Duration::from_millis(1200));
+    assert_eq!(w.count(|v| is_event(v, "TaskHung")), 1, "{:#?}", w.seen);
+}

@@ -46,6 +46,11 @@ pub struct MonitorState {
     /// Journal cursor of the last entry processed (journald monitors).
     #[serde(default)]
     pub journal_cursor: Option<String>,
+    /// Inode and offset after the last complete line processed (filelog monitors).
+    #[serde(default)]
+    pub file_inode: Option<u64>,
+    #[serde(default)]
+    pub file_offset: Option<u64>,
 }
 
 pub const STATE_VERSION: u32 = 1;
@@ -139,6 +144,8 @@ mod tests {
                 last_match_unix_ms: Some(1_700_000_000_123),
             }],
             journal_cursor: None,
+            file_inode: None,
+            file_offset: None,
         }
     }
 

@@ -73,6 +73,7 @@ impl JournalMonitor {
             warned: false,
             dirty: true,
             journal_cursor: saved.as_ref().and_then(|s| s.journal_cursor.clone()),
+            file: None,
         };
         for u in matcher.conditions.current() {
             if self.tx.blocking_send(LogFinding::Condition(u)).is_err() {

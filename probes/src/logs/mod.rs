@@ -11,13 +11,14 @@
 //! condition with its current state (restored from the state directory in the same boot,
 //! otherwise `False` with the declared reason), then findings as lines match.
 //!
-//! The `journald` source needs the default-on `journald` cargo feature. Not implemented yet
-//! (documented gap): the `filelog` source. Monitors using it load and validate (so NPD files
-//! are accepted), but [`spawn_monitors`] skips them with a warning and lists them in
-//! [`Monitors::skipped`], as it does a journald monitor whose journal directory is missing.
+//! Sources: `kmsg` ([`kmsg`]), `journald` ([`journald`], default-on `journald` cargo
+//! feature) and `filelog` ([`filelog`]). [`spawn_monitors`] skips a journald monitor whose
+//! journal directory is missing (NPD fails to start it) and lists it in
+//! [`Monitors::skipped`].
 
 pub mod cursor;
 pub mod engine;
+pub mod filelog;
 #[cfg(feature = "journald")]
 pub mod journald;
 pub mod kmsg;
@@ -426,7 +427,36 @@ pub fn spawn_monitors(
     };
     #[cfg(feature = "journald")]
     let mut journal_tasks = Vec::new();
+    let mut file_tasks = Vec::new();
     for config in configs {
+        if config.plugin == Plugin::Filelog {
+            let Some(log_path) = config.log_path.clone() else {
+                continue; // rejected at load
+            };
+            let translator = match filelog::Translator::from_plugin_config(&config.plugin_config) {
+                Ok(t) => t,
+                Err(e) => {
+                    monitors
+                        .skipped
+                        .push((config.origin.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            let stats = Arc::new(MonitorStats::new(config.source.clone()));
+            monitors.stats.push(Arc::clone(&stats));
+            file_tasks.push(filelog::FileMonitor {
+                path: host.path(&log_path),
+                translator,
+                boot_id: read_boot_id(&host.proc().join("sys/kernel/random/boot_id")),
+                boot: boot_time(SystemTime::now()),
+                state_path: used_state("filelog", &config.source),
+                config,
+                stats,
+                tx: tx.clone(),
+                shutdown: shutdown_rx.clone(),
+            });
+            continue;
+        }
         #[cfg(feature = "journald")]
         if config.plugin == Plugin::Journald {
             let dir = host.path(config.log_path.as_deref().unwrap_or("/var/log/journal"));
@@ -498,6 +528,11 @@ pub fn spawn_monitors(
     }
     for m in kmsg_tasks {
         monitors.tasks.push(tokio::spawn(m.run()));
+    }
+    for m in file_tasks {
+        monitors
+            .tasks
+            .push(tokio::task::spawn_blocking(move || m.run()));
     }
     #[cfg(feature = "journald")]
     for m in journal_tasks {
@@ -584,6 +619,8 @@ struct Persist {
     dirty: bool,
     /// Journal cursor (journald monitors).
     journal_cursor: Option<String>,
+    /// Inode and offset (filelog monitors).
+    file: Option<(u64, u64)>,
 }
 
 impl Persist {
@@ -597,6 +634,8 @@ impl Persist {
             last_seq,
             conditions: tracker.snapshot(),
             journal_cursor: self.journal_cursor.clone(),
+            file_inode: self.file.map(|f| f.0),
+            file_offset: self.file.map(|f| f.1),
         };
         self.last_write = Instant::now();
         self.dirty = false;
@@ -668,6 +707,7 @@ impl KmsgMonitor {
             warned: false,
             dirty: true,
             journal_cursor: None,
+            file: None,
         };
         for u in matcher.conditions.current() {
             if self.tx.send(LogFinding::Condition(u)).await.is_err() {

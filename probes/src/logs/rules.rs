@@ -256,6 +256,15 @@ impl MonitorConfig {
                     .to_string(),
             ));
         }
+        if plugin == Plugin::Filelog {
+            if raw.log_path.as_deref().is_none_or(|p| p.trim().is_empty()) {
+                return Err(invalid(
+                    "filelog plugin needs logPath (the file to follow)".to_string(),
+                ));
+            }
+            super::filelog::Translator::from_plugin_config(&plugin_config)
+                .map_err(|e| invalid(e.to_string()))?;
+        }
         let mut conditions = Vec::new();
         for (i, c) in raw.conditions.unwrap_or_default().into_iter().enumerate() {
             if c.kind.trim().is_empty() {
