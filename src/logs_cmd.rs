@@ -40,9 +40,10 @@ pub enum RulesCommand {
     },
     /// Replay log lines through rule files offline (NPD matching semantics) and print every
     /// match (line number, reason, condition, message) and a count per reason.
+    /// `rules test --rules A.json[,B.json] [LOG]` or `rules test A.json [LOG]`.
     Test {
         /// Rule files (NPD JSON); repeat or comma-separate.
-        #[arg(long = "rules", short = 'r', required = true, value_delimiter = ',')]
+        #[arg(long = "rules", short = 'r', value_delimiter = ',')]
         rules: Vec<PathBuf>,
         /// Test this line instead of reading a log (repeatable; lines are pushed in order).
         #[arg(long = "line")]
@@ -53,8 +54,10 @@ pub enum RulesCommand {
         /// Output format.
         #[arg(long, value_enum, default_value_t = WatchOutput::Text)]
         output: WatchOutput,
-        /// Log file to replay; `-` or absent: standard input (unless --line is given).
-        log: Option<PathBuf>,
+        /// `[RULE_FILE] [LOG]`: without --rules the first path is the rule file. LOG is the
+        /// file to replay; `-` or absent: standard input (unless --line is given).
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
     },
 }
 
@@ -89,6 +92,8 @@ pub enum LogsCmdError {
     },
     #[error("--host-root {0} is not a directory")]
     HostRoot(String),
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Run a subcommand; returns the exit code.
@@ -104,8 +109,34 @@ pub fn run(
             lines,
             format,
             output,
-            log,
-        }) => test(rules, lines, *format, *output, log.as_deref()),
+            paths,
+        }) => {
+            let (rules, rest) = if rules.is_empty() {
+                match paths.split_first() {
+                    Some((r, rest)) => (vec![r.clone()], rest),
+                    None => {
+                        return Err(LogsCmdError::Usage(
+                            "rules test needs a rule file (--rules FILE or a first PATH)".into(),
+                        ))
+                    }
+                }
+            } else {
+                (rules.clone(), paths.as_slice())
+            };
+            if rest.len() > 1 {
+                return Err(LogsCmdError::Usage(format!(
+                    "rules test replays one log, got {} paths",
+                    rest.len()
+                )));
+            }
+            test(
+                &rules,
+                lines,
+                *format,
+                *output,
+                rest.first().map(PathBuf::as_path),
+            )
+        }
         Command::WatchLogs { output } => watch(args, host_root, *output),
     }
 }

@@ -684,6 +684,24 @@ fn rules_check_and_test_report_errors_with_usage_exit_code() {
     assert_eq!(v["lines"], 2);
     assert_eq!(v["counts"]["TaskHung"], 1);
     assert_eq!(v["matches"][0]["line"], 2);
+    // the short form: rule file as first path, lines on stdin
+    let out = Command::new(binary())
+        .args(["rules", "test", good.to_str().unwrap(), "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"x\nINFO: task a:1 blocked for more than 5 seconds.\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("line 2: TaskHung (temporary)"), "{text}");
+    assert!(text.contains("TaskHung: 1"), "{text}");
 
     // the default kernel rules against today's kernel wording, from a dmesg -r log
     let log = tmp.path().join("dmesg.txt");

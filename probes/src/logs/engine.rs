@@ -393,6 +393,51 @@ mod tests {
         );
     }
 
+    /// NPD's `TestMatch` cases (`log_buffer_test.go`, buffer of 4): the lines each pattern
+    /// reports after all logs are pushed.
+    #[test]
+    fn npd_test_match_cases() {
+        type Expect<'a> = &'a [(&'a str, &'a [&'a str])];
+        let cases: &[(&[&str], Expect)] = &[
+            (
+                &["a1", "b2"],
+                &[
+                    ("a1", &[]),
+                    ("b1", &[]),
+                    ("b2", &["b2"]),
+                    ("\\w{2}", &["b2"]),
+                    ("a1\nb2", &["a1", "b2"]),
+                    ("a1b2", &[]),
+                ],
+            ),
+            (
+                &["a1", "b2", "c3", "d4", "e5"],
+                &[
+                    ("(?s)a1.+", &[]),
+                    ("[a-z]\\d\n[a-z]\\d", &["d4", "e5"]),
+                    ("[a-z]\\d", &["e5"]),
+                ],
+            ),
+        ];
+        for (logs, exprs) in cases {
+            for (expr, want) in *exprs {
+                let mut b = buffer(&[expr], 4);
+                let mut last = Vec::new();
+                for (i, l) in logs.iter().enumerate() {
+                    last = b.push(at(i as u64, l));
+                }
+                let got: Vec<String> = last
+                    .first()
+                    .map(|m| m.message.split('\n').map(String::from).collect())
+                    .unwrap_or_default();
+                assert_eq!(got, *want, "pattern {expr:?} over {logs:?}");
+                if let Some(m) = last.first() {
+                    assert_eq!(m.lines, want.len());
+                }
+            }
+        }
+    }
+
     #[test]
     fn timestamp_is_the_first_matched_line_and_suffix_is_appended() {
         let mut rules = vec![rule("Kill process \\d+ .*\nKilled process \\d+ .*")];
