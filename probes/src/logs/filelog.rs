@@ -204,7 +204,8 @@ impl GoLayout {
         fn name(s: &mut &str, names: &[&str], short: bool) -> Option<usize> {
             for (i, n) in names.iter().enumerate() {
                 let n = if short { &n[..3] } else { n };
-                if s.len() >= n.len() && s[..n.len()].eq_ignore_ascii_case(n) {
+                let b = s.as_bytes();
+                if b.len() >= n.len() && b[..n.len()].eq_ignore_ascii_case(n.as_bytes()) {
                     *s = &s[n.len()..];
                     return Some(i);
                 }
@@ -246,12 +247,9 @@ impl GoLayout {
                     }
                 }
                 Tok::AmPm => {
-                    if s.len() < 2 {
-                        return None;
-                    }
-                    pm = Some(match &s[..2] {
-                        "PM" | "pm" => true,
-                        "AM" | "am" => false,
+                    pm = Some(match s.as_bytes().get(..2)? {
+                        b"PM" | b"pm" => true,
+                        b"AM" | b"am" => false,
                         _ => return None,
                     });
                     s = &s[2..];
@@ -630,6 +628,40 @@ mod tests {
         assert_eq!(current_year(utc(2024, 12, 31, 23, 0, 0)), 2024);
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+
+    /// Arbitrary text never panics the layout parser or the time parser.
+    #[test]
+    fn arbitrary_text_never_panics() {
+        let alphabet = [
+            "Jan", "_2", "15", ":", "04", "05", ".999", "-07:00", "Z", "é", "PM", " ", "2006",
+            "日", "+", "9",
+        ];
+        let layouts: Vec<GoLayout> = [
+            "Jan _2 15:04:05",
+            "2006-01-02T15:04:05.999999999Z07:00",
+            "Mon Jan 2 3:04:05 PM MST 2006",
+        ]
+        .iter()
+        .map(|l| GoLayout::parse(l).unwrap())
+        .collect();
+        let mut rng = 0x1234_5678_9abc_def1u64;
+        for _ in 0..20000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let mut v = String::new();
+            for _ in 0..(rng % 12) {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                v.push_str(alphabet[(rng % alphabet.len() as u64) as usize]);
+            }
+            let _ = GoLayout::parse(&v);
+            for l in &layouts {
+                let _ = l.parse_time(&v, 2026);
+            }
+        }
     }
 
     #[test]
