@@ -950,3 +950,133 @@ fn filelog_follows_appends_and_rotation_without_replay() {
     w.collect(Duration::from_millis(1200));
     assert_eq!(w.count(|v| is_event(v, "TaskHung")), 1, "{:#?}", w.seen);
 }
+
+/// Every default kernel rule against today's kernel wording, written to the real kmsg.
+/// (The default file with `lookback` 0, so lines from earlier tests are not replayed.)
+#[test]
+fn default_kernel_rules_match_todays_wording_via_kmsg() {
+    if !kmsg_ok() {
+        return;
+    }
+    let _g = kmsg_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let defaults =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../probes/rules/kernel-monitor.json");
+    let text = std::fs::read_to_string(defaults).unwrap();
+    assert!(text.contains("\"lookback\": \"5m\""));
+    let rules = rule_file(
+        tmp.path(),
+        "kernel-monitor.json",
+        &text.replace("\"lookback\": \"5m\"", "\"lookback\": \"0\""),
+    );
+    let m = unique("defaults");
+    let lines: &[(u8, &str, &str)] = &[
+        (
+            3,
+            "TaskHung",
+            "INFO: task jbd2/nvme0n1p1-8:312 blocked for more than 122 seconds.",
+        ),
+        (
+            4,
+            "UnregisterNetDevice",
+            "unregister_netdevice: waiting for eth0 to become free. Usage count = 2",
+        ),
+        (
+            1,
+            "KernelOops",
+            "BUG: kernel NULL pointer dereference, address: 0000000000000008",
+        ),
+        (
+            4,
+            "KernelOops",
+            "Oops: divide error: 0000 [#1] PREEMPT SMP NOPTI",
+        ),
+        (
+            3,
+            "AUFSUmountHung",
+            "INFO: task umount.aufs:77 blocked for more than 120 seconds.",
+        ),
+        (
+            3,
+            "DockerHung",
+            "INFO: task docker:78 blocked for more than 120 seconds.",
+        ),
+        (
+            2,
+            "FilesystemIsReadOnly",
+            "EXT4-fs (nvme0n1p1): Remounting filesystem read-only",
+        ),
+        (
+            4,
+            "TCPMemOverFlow",
+            "TCP: out of memory -- consider tuning tcp_mem",
+        ),
+        (4, "TCPSkOverFlow", "TCP: too many orphaned sockets"),
+        (4, "NFOverFlow", "nf_conntrack: table full, dropping packet"),
+        (
+            4,
+            "ARPOverFlow",
+            "neighbour: arp_cache: neighbor table overflow!",
+        ),
+    ];
+    let mut w = Watcher::start(Some(&rules), &tmp.path().join("state"), tmp.path());
+    for (level, _, line) in lines {
+        kmsg_write(*level, &format!("{m}: {line}"));
+    }
+    let ours = |v: &Value| v["message"].as_str().is_some_and(|s| s.contains(&m));
+    for (_, reason, line) in lines {
+        let want = format!("{m}: {line}");
+        w.wait_for(reason, Duration::from_secs(10), |v| {
+            v["message"] == want.as_str()
+                && ((v["kind"] == "event" && v["reason"] == *reason)
+                    || (v["kind"] == "condition"
+                        && v["reason"] == *reason
+                        && v["status"] == "True"))
+        });
+    }
+    w.collect(Duration::from_millis(800));
+    // umount.aufs and docker hangs are TaskHung events too (as in NPD); nothing else fires
+    let events: Vec<&str> = w
+        .seen
+        .iter()
+        .filter(|v| v["kind"] == "event" && ours(v))
+        .map(|v| v["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            "TaskHung",
+            "UnregisterNetDevice",
+            "KernelOops",
+            "KernelOops",
+            "TaskHung",
+            "TaskHung",
+            "TCPMemOverFlow",
+            "TCPSkOverFlow",
+            "NFOverFlow",
+            "ARPOverFlow"
+        ]
+    );
+    let conditions: Vec<(String, String)> = w
+        .seen
+        .iter()
+        .filter(|v| v["kind"] == "condition" && ours(v))
+        .map(|v| {
+            (
+                v["condition"].as_str().unwrap().to_string(),
+                v["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        conditions,
+        vec![
+            ("KernelDeadlock".to_string(), "AUFSUmountHung".to_string()),
+            ("KernelDeadlock".to_string(), "DockerHung".to_string()),
+            (
+                "ReadonlyFilesystem".to_string(),
+                "FilesystemIsReadOnly".to_string()
+            ),
+        ]
+    );
+}
