@@ -368,8 +368,12 @@ impl MonitorConfig {
 
     /// Every rule reason (for zero-initialised metrics, as NPD does).
     pub fn reasons(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.rules.iter().map(|r| r.reason.as_str()).collect();
-        v.dedup();
+        let mut v: Vec<&str> = Vec::new();
+        for r in &self.rules {
+            if !v.contains(&r.reason.as_str()) {
+                v.push(&r.reason);
+            }
+        }
         v
     }
 }
@@ -472,6 +476,7 @@ mod tests {
             assert!(k.rules.iter().any(|r| r.reason == reason), "{reason}");
         }
         assert!(k.warnings.is_empty(), "{:?}", k.warnings);
+        assert_eq!(k.reasons().len(), 11, "KernelOops twice, listed once");
         let d = &defaults[1];
         assert_eq!(d.plugin, Plugin::Journald);
         assert_eq!(d.plugin_config.get("source").unwrap(), "dockerd");
