@@ -44,6 +44,12 @@ pub struct Cli {
 
     #[command(flatten)]
     pub probe_configs: ProbeConfigs,
+
+    #[command(flatten)]
+    pub log_monitors: probes::logs::LogMonitorArgs,
+
+    #[command(subcommand)]
+    pub command: Option<crate::logs_cmd::Command>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -92,6 +98,10 @@ mod tests {
             "--inodes-threshold",
             "--inodes-mounts",
             "--pid-pressure-threshold",
+            "--log-monitors",
+            "--config.system-log-monitor",
+            "--state-dir",
+            "--kmsg-path",
         ] {
             assert!(help.contains(flag), "{flag} missing from help");
         }
@@ -102,6 +112,29 @@ mod tests {
             }
             assert!(arg.get_env().is_some(), "flag {id} has no env twin");
         }
+    }
+
+    #[test]
+    fn log_monitor_flags_accept_npd_spelling() {
+        let cli = Cli::parse_from([
+            "nodeprobe",
+            "--config.system-log-monitor",
+            "a.json,b.json",
+            "rules",
+            "check",
+            "a.json",
+        ]);
+        assert_eq!(
+            cli.log_monitors.log_monitors,
+            vec![PathBuf::from("a.json"), PathBuf::from("b.json")]
+        );
+        assert_eq!(
+            cli.log_monitors.state_dir,
+            PathBuf::from("/var/lib/nodeprobe")
+        );
+        let cli = Cli::parse_from(["nodeprobe", "watch-logs", "--state-dir", "/tmp/x"]);
+        assert_eq!(cli.log_monitors.state_dir, PathBuf::from("/tmp/x"));
+        assert!(cli.command.is_some());
     }
 
     #[test]

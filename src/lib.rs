@@ -3,6 +3,7 @@
 //! except through it.
 
 pub mod cli;
+pub mod logs_cmd;
 pub mod oneshot;
 
 /// Process exit codes. 0/1/2 follow NPD's plugin protocol.

@@ -37,6 +37,13 @@ fn init_logging(filter: &str) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
+    if let Some(cmd) = &cli.command {
+        return Ok(nodeprobe::logs_cmd::run(
+            cmd,
+            &cli.log_monitors,
+            &cli.host_root,
+        )?);
+    }
     let names = probes::registry::select(&cli.probes, &cli.disable_probes)?;
     if !cli.oneshot {
         anyhow::bail!("daemon mode is not available yet; run with --oneshot");

@@ -9,6 +9,7 @@ pub mod clients;
 pub mod findings;
 pub mod host;
 pub mod inodes;
+pub mod logs;
 pub mod network;
 pub mod ntp;
 pub mod pid_pressure;

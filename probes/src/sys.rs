@@ -36,6 +36,18 @@ pub fn adjtimex_read() -> std::io::Result<RawTimex> {
     })
 }
 
+/// Register an owned, non-blocking file (e.g. `/dev/kmsg`) with tokio's reactor for
+/// readability.
+pub fn async_fd_readable(
+    file: std::fs::File,
+) -> std::io::Result<tokio::io::unix::AsyncFd<std::fs::File>> {
+    // SAFETY: the `AsyncFd` takes ownership of `file`, so the descriptor it reports is the
+    // one `File` owns: valid, open and unchanged until the `AsyncFd` (and the `File` in it)
+    // is dropped. Nothing else holds or closes this descriptor.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(file, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

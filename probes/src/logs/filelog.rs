@@ -1,0 +1,735 @@
+//! The filelog source (NPD `plugin: filelog`): tail `<host-root>/<logPath>` across
+//! rotation and truncation, turn each line into (timestamp, message) with the
+//! `pluginConfig` regexes (`timestamp`, `message`; the last submatch of each is used, as NPD
+//! does) and the Go `timestampFormat` layout; drop lines containing a `skipList` substring.
+//!
+//! Deviation (documented): timestamps without a zone are read as UTC (NPD: the process's
+//! local zone, which in a container is UTC unless `/etc/localtime` is mounted). A
+//! timestamp without a year gets the current year, as in NPD.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use regex::Regex;
+use tokio::sync::{mpsc, watch};
+
+use super::{cursor, Matcher, MonitorConfig, MonitorStats, Persist};
+use crate::findings::LogFinding;
+
+/// How often the file is checked for new data.
+pub const POLL: Duration = Duration::from_millis(500);
+/// Longest line kept; longer ones are dropped.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Why a filelog `pluginConfig` is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilelogConfigError {
+    #[error("pluginConfig.{0} is required for the filelog plugin")]
+    Missing(&'static str),
+    #[error("pluginConfig.{key}: {cause}")]
+    Regex { key: &'static str, cause: String },
+    #[error("pluginConfig.timestampFormat: {0}")]
+    Layout(String),
+}
+
+/// One element of a Go time layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Lit(String),
+    Year4,
+    Year2,
+    MonthNum {
+        padded: bool,
+    },
+    MonthShort,
+    MonthLong,
+    Day {
+        pad: Pad,
+    },
+    Hour24,
+    Hour12 {
+        padded: bool,
+    },
+    Minute {
+        padded: bool,
+    },
+    Second {
+        padded: bool,
+    },
+    /// `.000` / `.999` / `,000`: a separator and fractional digits.
+    Frac,
+    AmPm,
+    WeekdayShort,
+    WeekdayLong,
+    ZoneName,
+    /// `-0700`, `-07:00`, `-07`, `Z0700`, `Z07:00`, `Z07`.
+    Offset {
+        z: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pad {
+    Zero,
+    Space,
+    None,
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+
+/// A parsed Go layout (`Jan _2 15:04:05`, `2006-01-02T15:04:05.999999999-07:00`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoLayout(Vec<Tok>);
+
+impl GoLayout {
+    pub fn parse(layout: &str) -> Result<Self, String> {
+        // longest tokens first
+        const TABLE: &[(&str, Tok)] = &[
+            ("January", Tok::MonthLong),
+            ("Monday", Tok::WeekdayLong),
+            ("Z07:00", Tok::Offset { z: true }),
+            ("-07:00", Tok::Offset { z: false }),
+            ("Z0700", Tok::Offset { z: true }),
+            ("-0700", Tok::Offset { z: false }),
+            ("2006", Tok::Year4),
+            ("Jan", Tok::MonthShort),
+            ("Mon", Tok::WeekdayShort),
+            ("MST", Tok::ZoneName),
+            ("Z07", Tok::Offset { z: true }),
+            ("-07", Tok::Offset { z: false }),
+            ("_2", Tok::Day { pad: Pad::Space }),
+            ("01", Tok::MonthNum { padded: true }),
+            ("02", Tok::Day { pad: Pad::Zero }),
+            ("03", Tok::Hour12 { padded: true }),
+            ("04", Tok::Minute { padded: true }),
+            ("05", Tok::Second { padded: true }),
+            ("06", Tok::Year2),
+            ("15", Tok::Hour24),
+            ("PM", Tok::AmPm),
+            ("pm", Tok::AmPm),
+            ("1", Tok::MonthNum { padded: false }),
+            ("2", Tok::Day { pad: Pad::None }),
+            ("3", Tok::Hour12 { padded: false }),
+            ("4", Tok::Minute { padded: false }),
+            ("5", Tok::Second { padded: false }),
+        ];
+        let mut toks: Vec<Tok> = Vec::new();
+        let mut rest = layout;
+        let push_lit = |toks: &mut Vec<Tok>, s: &str| {
+            if let Some(Tok::Lit(l)) = toks.last_mut() {
+                l.push_str(s);
+            } else {
+                toks.push(Tok::Lit(s.to_string()));
+            }
+        };
+        'outer: while !rest.is_empty() {
+            // fractional seconds: [.,] followed by 0s or 9s, after a seconds token
+            if (rest.starts_with('.') || rest.starts_with(','))
+                && matches!(toks.last(), Some(Tok::Second { .. }))
+            {
+                let n = rest[1..]
+                    .bytes()
+                    .take_while(|b| *b == b'0' || *b == b'9')
+                    .count();
+                if n > 0 && !rest[1 + n..].starts_with(|c: char| c.is_ascii_digit()) {
+                    toks.push(Tok::Frac);
+                    rest = &rest[1 + n..];
+                    continue;
+                }
+            }
+            for (pat, tok) in TABLE {
+                if rest.starts_with(pat) {
+                    toks.push(tok.clone());
+                    rest = &rest[pat.len()..];
+                    continue 'outer;
+                }
+            }
+            let ch = rest.chars().next().unwrap_or(' ');
+            push_lit(&mut toks, &rest[..ch.len_utf8()]);
+            rest = &rest[ch.len_utf8()..];
+        }
+        if !toks.iter().any(|t| !matches!(t, Tok::Lit(_))) {
+            return Err(format!("layout {layout:?} has no date or time element"));
+        }
+        Ok(GoLayout(toks))
+    }
+
+    /// Parse `value`; `None` when it does not fit the layout.
+    pub fn parse_time(&self, value: &str, current_year: i64) -> Option<SystemTime> {
+        let mut s = value;
+        let (mut year, mut month, mut day) = (None::<i64>, 1i64, 1i64);
+        let (mut hour, mut min, mut sec, mut nanos) = (0i64, 0i64, 0i64, 0u32);
+        let mut pm: Option<bool> = None;
+        let mut offset = 0i64;
+        fn digits(s: &mut &str, min: usize, max: usize) -> Option<i64> {
+            let n = s
+                .bytes()
+                .take(max)
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            if n < min {
+                return None;
+            }
+            let v = s[..n].parse().ok()?;
+            *s = &s[n..];
+            Some(v)
+        }
+        fn name(s: &mut &str, names: &[&str], short: bool) -> Option<usize> {
+            for (i, n) in names.iter().enumerate() {
+                let n = if short { &n[..3] } else { n };
+                let b = s.as_bytes();
+                if b.len() >= n.len() && b[..n.len()].eq_ignore_ascii_case(n.as_bytes()) {
+                    *s = &s[n.len()..];
+                    return Some(i);
+                }
+            }
+            None
+        }
+        for t in &self.0 {
+            match t {
+                Tok::Lit(l) => s = s.strip_prefix(l.as_str())?,
+                Tok::Year4 => year = Some(digits(&mut s, 4, 4)?),
+                Tok::Year2 => {
+                    let y = digits(&mut s, 2, 2)?;
+                    year = Some(if y >= 69 { 1900 + y } else { 2000 + y });
+                }
+                Tok::MonthNum { padded } => month = digits(&mut s, if *padded { 2 } else { 1 }, 2)?,
+                Tok::MonthShort => month = name(&mut s, &MONTHS, true)? as i64 + 1,
+                Tok::MonthLong => month = name(&mut s, &MONTHS, false)? as i64 + 1,
+                Tok::Day { pad } => {
+                    if *pad == Pad::Space {
+                        s = s.strip_prefix(' ').unwrap_or(s);
+                    }
+                    day = digits(&mut s, if *pad == Pad::Zero { 2 } else { 1 }, 2)?;
+                }
+                Tok::Hour24 => hour = digits(&mut s, 2, 2)?,
+                Tok::Hour12 { padded } => hour = digits(&mut s, if *padded { 2 } else { 1 }, 2)?,
+                Tok::Minute { padded } => min = digits(&mut s, if *padded { 2 } else { 1 }, 2)?,
+                Tok::Second { padded } => sec = digits(&mut s, if *padded { 2 } else { 1 }, 2)?,
+                Tok::Frac => {
+                    // Go accepts a missing fraction for 9s layouts
+                    if let Some(r) = s.strip_prefix(['.', ',']) {
+                        let n = r.bytes().take_while(|b| b.is_ascii_digit()).count();
+                        let frac = &r[..n.min(9)];
+                        let mut v: u32 = frac.parse().unwrap_or(0);
+                        for _ in frac.len()..9 {
+                            v *= 10;
+                        }
+                        nanos = v;
+                        s = &r[n..];
+                    }
+                }
+                Tok::AmPm => {
+                    pm = Some(match s.as_bytes().get(..2)? {
+                        b"PM" | b"pm" => true,
+                        b"AM" | b"am" => false,
+                        _ => return None,
+                    });
+                    s = &s[2..];
+                }
+                Tok::WeekdayShort => {
+                    name(&mut s, &DAYS, true)?;
+                }
+                Tok::WeekdayLong => {
+                    name(&mut s, &DAYS, false)?;
+                }
+                Tok::ZoneName => {
+                    let n = s.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+                    if n == 0 {
+                        return None;
+                    }
+                    s = &s[n..];
+                }
+                Tok::Offset { z } => {
+                    if *z && s.starts_with('Z') {
+                        s = &s[1..];
+                    } else {
+                        let sign = match s.as_bytes().first()? {
+                            b'+' => 1,
+                            b'-' => -1,
+                            _ => return None,
+                        };
+                        s = &s[1..];
+                        let h = digits(&mut s, 2, 2)?;
+                        s = s.strip_prefix(':').unwrap_or(s);
+                        let m = digits(&mut s, 0, 2).unwrap_or(0);
+                        offset = sign * (h * 3600 + m * 60);
+                    }
+                }
+            }
+        }
+        if let Some(p) = pm {
+            if hour > 12 {
+                return None;
+            }
+            hour = match (p, hour) {
+                (true, 12) => 12,
+                (true, h) => h + 12,
+                (false, 12) => 0,
+                (false, h) => h,
+            };
+        }
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || min > 59
+            || sec > 60
+        {
+            return None;
+        }
+        let year = year.filter(|y| *y != 0).unwrap_or(current_year);
+        let days = days_from_civil(year, month, day);
+        let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset;
+        if secs < 0 {
+            return None;
+        }
+        Some(SystemTime::UNIX_EPOCH + Duration::new(secs as u64, nanos))
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The current UTC year.
+fn current_year(now: SystemTime) -> i64 {
+    let days = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0) as i64;
+    // invert days_from_civil by search around the estimate
+    let mut y = 1970 + days / 365;
+    while days_from_civil(y, 1, 1) > days {
+        y -= 1;
+    }
+    while days_from_civil(y + 1, 1, 1) <= days {
+        y += 1;
+    }
+    y
+}
+
+/// Turns a raw line into (timestamp, message), as NPD's filelog translator does.
+#[derive(Debug, Clone)]
+pub struct Translator {
+    timestamp: Regex,
+    message: Regex,
+    layout: GoLayout,
+}
+
+impl Translator {
+    pub fn from_plugin_config(
+        cfg: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Self, FilelogConfigError> {
+        let get = |k: &'static str| {
+            cfg.get(k)
+                .filter(|v| !v.is_empty())
+                .ok_or(FilelogConfigError::Missing(k))
+        };
+        let re = |key: &'static str| -> Result<Regex, FilelogConfigError> {
+            Regex::new(get(key)?).map_err(|e| FilelogConfigError::Regex {
+                key,
+                cause: e.to_string(),
+            })
+        };
+        Ok(Translator {
+            timestamp: re("timestamp")?,
+            message: re("message")?,
+            layout: GoLayout::parse(get("timestampFormat")?).map_err(FilelogConfigError::Layout)?,
+        })
+    }
+
+    fn last_submatch<'a>(re: &Regex, line: &'a str) -> Option<&'a str> {
+        let caps = re.captures(line)?;
+        Some(caps.iter().last().flatten().map_or("", |m| m.as_str()))
+    }
+
+    pub fn translate(&self, line: &str, now: SystemTime) -> Option<(SystemTime, String)> {
+        let ts = Self::last_submatch(&self.timestamp, line)?;
+        let at = self.layout.parse_time(ts, current_year(now))?;
+        let msg = Self::last_submatch(&self.message, line)?;
+        Some((at, msg.to_string()))
+    }
+}
+
+pub(super) struct FileMonitor {
+    pub path: PathBuf,
+    pub translator: Translator,
+    pub boot_id: Option<String>,
+    pub boot: SystemTime,
+    pub state_path: PathBuf,
+    pub config: MonitorConfig,
+    pub stats: Arc<MonitorStats>,
+    pub tx: mpsc::Sender<LogFinding>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+struct Open {
+    file: File,
+    inode: u64,
+    offset: u64,
+}
+
+fn open_at(path: &PathBuf, offset: Option<u64>) -> std::io::Result<Open> {
+    let mut file = File::open(path)?;
+    let meta = file.metadata()?;
+    let offset = match offset {
+        Some(o) if o <= meta.len() => o,
+        Some(_) => 0,
+        None => meta.len(),
+    };
+    file.seek(SeekFrom::Start(offset))?;
+    Ok(Open {
+        file,
+        inode: meta.ino(),
+        offset,
+    })
+}
+
+impl FileMonitor {
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow() || self.shutdown.has_changed().is_err()
+    }
+
+    pub(super) fn run(self) {
+        self.stats.running.store(true, Ordering::Relaxed);
+        let now = SystemTime::now();
+        let saved = match cursor::load(&self.state_path) {
+            Ok(s) => s,
+            Err(e) => {
+                self.stats.state_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "ignoring log monitor state");
+                None
+            }
+        };
+        let saved = saved.filter(|s| self.boot_id.as_deref() == Some(s.boot_id.as_str()));
+        let mut matcher = Matcher::new(self.config.clone(), Arc::clone(&self.stats), now);
+        let since = {
+            let lb = now.checked_sub(self.config.lookback).unwrap_or(self.boot);
+            lb.max(self.boot + self.config.delay.unwrap_or_default())
+        };
+        // where to start in the current file
+        let mut start: Option<u64> = if self.config.lookback.is_zero() {
+            None
+        } else {
+            Some(0)
+        };
+        if let Some(s) = &saved {
+            matcher.conditions.restore(&s.conditions);
+            if let (Some(ino), Some(off)) = (s.file_inode, s.file_offset) {
+                if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == ino) {
+                    start = Some(off);
+                } else {
+                    start = Some(0); // rotated while down: the new file is all new
+                }
+            }
+        }
+        let mut persist = Persist {
+            path: self.state_path.clone(),
+            boot_id: self.boot_id.clone(),
+            last_write: std::time::Instant::now(),
+            warned: false,
+            dirty: true,
+            journal_cursor: None,
+            file: None,
+        };
+        for u in matcher.conditions.current() {
+            if self.tx.blocking_send(LogFinding::Condition(u)).is_err() {
+                return;
+            }
+        }
+        let mut cur: Option<Open> = None;
+        let mut pending: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut warned_open = false;
+        let mut first = true;
+        while !self.stopping() {
+            if cur.is_none() {
+                match open_at(&self.path, start) {
+                    Ok(o) => {
+                        warned_open = false;
+                        cur = Some(o);
+                    }
+                    Err(e) => {
+                        self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                        if !warned_open {
+                            warned_open = true;
+                            tracing::warn!(path = %self.path.display(), error = %e, "cannot open the log file; retrying (logged once)");
+                        }
+                    }
+                }
+            }
+            if let Some(o) = cur.as_mut() {
+                // read what is there
+                loop {
+                    match o.file.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            pending.extend_from_slice(&buf[..n]);
+                            while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+                                let line: Vec<u8> = pending.drain(..=nl).collect();
+                                o.offset += line.len() as u64;
+                                let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+                                self.stats.records_read.fetch_add(1, Ordering::Relaxed);
+                                if self
+                                    .config
+                                    .skip_list
+                                    .iter()
+                                    .any(|s| text.contains(s.as_str()))
+                                {
+                                    continue;
+                                }
+                                let Some((at, msg)) =
+                                    self.translator.translate(&text, SystemTime::now())
+                                else {
+                                    self.stats.parse_errors.fetch_add(1, Ordering::Relaxed);
+                                    continue;
+                                };
+                                if at < since {
+                                    continue;
+                                }
+                                let (findings, _) = matcher.push(&msg, at);
+                                persist.file = Some((o.inode, o.offset));
+                                persist.dirty = true;
+                                if !findings.is_empty() {
+                                    persist.save(&self.stats, None, &matcher.conditions);
+                                    for f in findings {
+                                        if self.tx.blocking_send(f).is_err() {
+                                            return;
+                                        }
+                                    }
+                                }
+                            }
+                            if pending.len() > MAX_LINE {
+                                o.offset += pending.len() as u64;
+                                pending.clear();
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(error = %e, "reading the log file failed");
+                            break;
+                        }
+                    }
+                }
+                persist.file = Some((o.inode, o.offset));
+                // rotation (a new file at the path) or truncation
+                match std::fs::metadata(&self.path) {
+                    Ok(m) if m.ino() != o.inode => {
+                        cur = None;
+                        pending.clear();
+                        start = Some(0);
+                    }
+                    Ok(m) if m.len() < o.offset => {
+                        cur = None;
+                        pending.clear();
+                        start = Some(0);
+                    }
+                    _ => {}
+                }
+            }
+            if first {
+                first = false;
+                self.stats.ready.store(true, Ordering::Relaxed);
+            }
+            let cleared = matcher.conditions.expire(SystemTime::now());
+            if !cleared.is_empty() || persist.dirty {
+                persist.save(&self.stats, None, &matcher.conditions);
+            }
+            for u in cleared {
+                if self.tx.blocking_send(LogFinding::Condition(u)).is_err() {
+                    return;
+                }
+            }
+            let mut slept = Duration::ZERO;
+            while slept < POLL && !self.stopping() {
+                std::thread::sleep(Duration::from_millis(50));
+                slept += Duration::from_millis(50);
+            }
+        }
+        persist.save(&self.stats, None, &matcher.conditions);
+        self.stats.running.store(false, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> SystemTime {
+        SystemTime::UNIX_EPOCH
+            + Duration::from_secs(
+                (days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s) as u64,
+            )
+    }
+
+    #[test]
+    fn go_layouts_from_npd_configs() {
+        let l = GoLayout::parse("Jan _2 15:04:05").unwrap();
+        assert_eq!(
+            l.parse_time("Nov  7 07:15:15", 2026),
+            Some(utc(2026, 11, 7, 7, 15, 15))
+        );
+        assert_eq!(
+            l.parse_time("Nov 27 07:15:15", 2026),
+            Some(utc(2026, 11, 27, 7, 15, 15))
+        );
+        assert_eq!(l.parse_time("Foo 27 07:15:15", 2026), None);
+        let l = GoLayout::parse("2006-01-02T15:04:05.999999999-07:00").unwrap();
+        assert_eq!(
+            l.parse_time("2026-11-27T09:15:15.5+02:00", 2000),
+            Some(utc(2026, 11, 27, 7, 15, 15) + Duration::from_millis(500))
+        );
+        assert_eq!(
+            l.parse_time("2026-11-27T07:15:15-00:00", 2000),
+            Some(utc(2026, 11, 27, 7, 15, 15))
+        );
+        let l = GoLayout::parse("Mon Jan 2 3:04:05 PM MST 2006").unwrap();
+        assert_eq!(
+            l.parse_time("Fri Nov 27 7:15:15 PM UTC 2026", 0),
+            Some(utc(2026, 11, 27, 19, 15, 15))
+        );
+        assert!(GoLayout::parse("no tokens here").is_err());
+        assert_eq!(current_year(utc(2026, 11, 27, 0, 0, 0)), 2026);
+        assert_eq!(current_year(utc(2024, 12, 31, 23, 0, 0)), 2024);
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+
+    /// Arbitrary text never panics the layout parser or the time parser.
+    #[test]
+    fn arbitrary_text_never_panics() {
+        let alphabet = [
+            "Jan", "_2", "15", ":", "04", "05", ".999", "-07:00", "Z", "é", "PM", " ", "2006",
+            "日", "+", "9",
+        ];
+        let layouts: Vec<GoLayout> = [
+            "Jan _2 15:04:05",
+            "2006-01-02T15:04:05.999999999Z07:00",
+            "Mon Jan 2 3:04:05 PM MST 2006",
+        ]
+        .iter()
+        .map(|l| GoLayout::parse(l).unwrap())
+        .collect();
+        let mut rng = 0x1234_5678_9abc_def1u64;
+        for _ in 0..20000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let mut v = String::new();
+            for _ in 0..(rng % 12) {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                v.push_str(alphabet[(rng % alphabet.len() as u64) as usize]);
+            }
+            let _ = GoLayout::parse(&v);
+            for l in &layouts {
+                let _ = l.parse_time(&v, 2026);
+            }
+        }
+    }
+
+    #[test]
+    fn translator_uses_the_last_submatch() {
+        let cfg = |ts: &str, msg: &str, fmt: &str| {
+            [
+                ("timestamp", ts),
+                ("message", msg),
+                ("timestampFormat", fmt),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        };
+        let now = utc(2026, 11, 27, 8, 0, 0);
+        let t = Translator::from_plugin_config(&cfg(
+            "^.{15}",
+            "kernel: \\[.*\\] (.*)",
+            "Jan _2 15:04:05",
+        ))
+        .unwrap();
+        assert_eq!(
+            t.translate(
+                "Nov 27 07:15:15 node kernel: [ 12.5] TCP: too many orphaned sockets",
+                now
+            ),
+            Some((
+                utc(2026, 11, 27, 7, 15, 15),
+                "TCP: too many orphaned sockets".to_string()
+            ))
+        );
+        assert_eq!(t.translate("garbage", now), None);
+        // no capture group: the whole match (NPD disk-log-message-filelog.json)
+        let t = Translator::from_plugin_config(&cfg(
+            "^.{15}",
+            "(?i)Currently unreadable.*sectors|(?i)Offline uncorrectable sectors",
+            "Jan _2 15:04:05",
+        ))
+        .unwrap();
+        assert_eq!(
+            t.translate(
+                "Nov 27 07:15:15 node smartd: 8 Offline uncorrectable sectors",
+                now
+            )
+            .map(|x| x.1),
+            Some("Offline uncorrectable sectors".to_string())
+        );
+        let t = Translator::from_plugin_config(&cfg(
+            "^time=\"(\\S*)\"",
+            "msg=\"([^\n]*)\"",
+            "2006-01-02T15:04:05.999999999-07:00",
+        ))
+        .unwrap();
+        assert_eq!(
+            t.translate(
+                "time=\"2026-11-27T07:15:15.000000001Z\" level=error msg=\"x y\"",
+                now
+            ),
+            None,
+            "a Z offset does not fit a -07:00 layout (as in Go)"
+        );
+        assert!(matches!(
+            Translator::from_plugin_config(&cfg("(", "x", "Jan")),
+            Err(FilelogConfigError::Regex { .. })
+        ));
+        assert!(matches!(
+            Translator::from_plugin_config(&Default::default()),
+            Err(FilelogConfigError::Missing("timestamp"))
+        ));
+    }
+}
