@@ -79,24 +79,41 @@ pub struct DaemonArgs {
     pub apiserver_wait_timeout: Duration,
 
     /// Namespace of the events nodeprobe writes.
-    #[arg(id = "event-namespace", long = "event-namespace", env = "NODEPROBE_EVENT_NAMESPACE",
-          default_value = "default")]
+    #[arg(
+        id = "event-namespace",
+        long = "event-namespace",
+        env = "NODEPROBE_EVENT_NAMESPACE",
+        default_value = "default"
+    )]
     pub event_namespace: String,
 
     /// Delete condition types nodeprobe owns but does not run (disabled probes) from the Node.
-    #[arg(id = "remove-stale-conditions", long = "remove-stale-conditions",
-          env = "NODEPROBE_REMOVE_STALE_CONDITIONS")]
+    #[arg(
+        id = "remove-stale-conditions",
+        long = "remove-stale-conditions",
+        env = "NODEPROBE_REMOVE_STALE_CONDITIONS"
+    )]
     pub remove_stale_conditions: bool,
 
     /// Consecutive problem results before a condition turns True: `N` for every probe and/or
     /// `probe=N` (comma-separated).
-    #[arg(id = "failure-threshold", long = "failure-threshold", env = "NODEPROBE_FAILURE_THRESHOLD",
-          value_delimiter = ',', default_value = "1")]
+    #[arg(
+        id = "failure-threshold",
+        long = "failure-threshold",
+        env = "NODEPROBE_FAILURE_THRESHOLD",
+        value_delimiter = ',',
+        default_value = "1"
+    )]
     pub failure_threshold: Vec<String>,
 
     /// Consecutive healthy results before a condition turns False again (`N` and/or `probe=N`).
-    #[arg(id = "recovery-threshold", long = "recovery-threshold", env = "NODEPROBE_RECOVERY_THRESHOLD",
-          value_delimiter = ',', default_value = "1")]
+    #[arg(
+        id = "recovery-threshold",
+        long = "recovery-threshold",
+        env = "NODEPROBE_RECOVERY_THRESHOLD",
+        value_delimiter = ',',
+        default_value = "1"
+    )]
     pub recovery_threshold: Vec<String>,
 
     /// Identical events (source, reason, message) within this window update one Event's count.
@@ -105,8 +122,12 @@ pub struct DaemonArgs {
     pub event_dedup_window: Duration,
 
     /// Event writes allowed at once per (source, reason); recoveries are exempt.
-    #[arg(id = "event-budget-burst", long = "event-budget-burst", env = "NODEPROBE_EVENT_BUDGET_BURST",
-          default_value_t = 10)]
+    #[arg(
+        id = "event-budget-burst",
+        long = "event-budget-burst",
+        env = "NODEPROBE_EVENT_BUDGET_BURST",
+        default_value_t = 10
+    )]
     pub event_budget_burst: u32,
 
     /// One more event write per (source, reason) is allowed after this long.
@@ -115,21 +136,39 @@ pub struct DaemonArgs {
     pub event_budget_refill: Duration,
 
     /// Address of /healthz, /readyz and /conditions.
-    #[arg(id = "address", long = "address", env = "NODEPROBE_ADDRESS", default_value = "127.0.0.1")]
+    #[arg(
+        id = "address",
+        long = "address",
+        env = "NODEPROBE_ADDRESS",
+        default_value = "127.0.0.1"
+    )]
     pub address: IpAddr,
 
     /// Port of /healthz, /readyz and /conditions (0 disables).
-    #[arg(id = "port", long = "port", env = "NODEPROBE_PORT", default_value_t = 20256)]
+    #[arg(
+        id = "port",
+        long = "port",
+        env = "NODEPROBE_PORT",
+        default_value_t = 20256
+    )]
     pub port: u16,
 
     /// Address of /metrics.
-    #[arg(id = "prometheus-address", long = "prometheus-address", env = "NODEPROBE_PROMETHEUS_ADDRESS",
-          default_value = "127.0.0.1")]
+    #[arg(
+        id = "prometheus-address",
+        long = "prometheus-address",
+        env = "NODEPROBE_PROMETHEUS_ADDRESS",
+        default_value = "127.0.0.1"
+    )]
     pub prometheus_address: IpAddr,
 
     /// Port of /metrics (0 disables).
-    #[arg(id = "prometheus-port", long = "prometheus-port", env = "NODEPROBE_PROMETHEUS_PORT",
-          default_value_t = 20257)]
+    #[arg(
+        id = "prometheus-port",
+        long = "prometheus-port",
+        env = "NODEPROBE_PROMETHEUS_PORT",
+        default_value_t = 20257
+    )]
     pub prometheus_port: u16,
 
     /// On SIGTERM, how long to try to write pending condition changes before exiting.

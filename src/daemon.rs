@@ -123,7 +123,10 @@ impl DaemonConfig {
             probe_thresholds.insert(
                 name.clone(),
                 Thresholds {
-                    failure: fper.get(name).copied().unwrap_or(default_thresholds.failure),
+                    failure: fper
+                        .get(name)
+                        .copied()
+                        .unwrap_or(default_thresholds.failure),
                     recovery: rper
                         .get(name)
                         .copied()
@@ -279,12 +282,14 @@ pub async fn run(
     };
     let mut servers = Vec::new();
     if let Some(addr) = status_addr {
-        let (local, h) = http::serve(addr, Server::Status, shared.clone(), shutdown.clone()).await?;
+        let (local, h) =
+            http::serve(addr, Server::Status, shared.clone(), shutdown.clone()).await?;
         tracing::info!(%local, "status endpoints listening");
         servers.push(h);
     }
     if let Some(addr) = metrics_addr {
-        let (local, h) = http::serve(addr, Server::Metrics, shared.clone(), shutdown.clone()).await?;
+        let (local, h) =
+            http::serve(addr, Server::Metrics, shared.clone(), shutdown.clone()).await?;
         tracing::info!(%local, "metrics endpoint listening");
         servers.push(h);
     }

@@ -833,9 +833,15 @@ mod tests {
         let mut k = StateKeeper::new("n1", cfg);
         k.on_probe_run(&run("inodes", SPEC, Outcome::ok()), t(0));
         // Blips interrupted by a healthy result never flip.
-        for (i, o) in [problem("x"), problem("x"), Outcome::ok(), problem("x"), problem("x")]
-            .into_iter()
-            .enumerate()
+        for (i, o) in [
+            problem("x"),
+            problem("x"),
+            Outcome::ok(),
+            problem("x"),
+            problem("x"),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let out = k.on_probe_run(&run("inodes", SPEC, o), t(1 + i as u64));
             assert!(out.events.is_empty());
@@ -896,7 +902,11 @@ mod tests {
         let mut k = keeper();
         k.on_probe_run(&run("runtime", RT, Outcome::ok()), t(0));
         let o = k.on_probe_run(
-            &run("runtime", RT, Outcome::problem("RuntimeDaemonOffline", "100% down")),
+            &run(
+                "runtime",
+                RT,
+                Outcome::problem("RuntimeDaemonOffline", "100% down"),
+            ),
             t(1),
         );
         assert_eq!(o.events.len(), 2);
@@ -906,7 +916,11 @@ mod tests {
         assert_eq!(o.events[0].source, "docker-offline-custom-plugin-monitor");
         for s in 2..10 {
             let o = k.on_probe_run(
-                &run("runtime", RT, Outcome::problem("RuntimeDaemonOffline", "100% down")),
+                &run(
+                    "runtime",
+                    RT,
+                    Outcome::problem("RuntimeDaemonOffline", "100% down"),
+                ),
                 t(s),
             );
             assert!(o.events.is_empty());
@@ -917,7 +931,10 @@ mod tests {
     fn unknown_is_a_normal_transition_and_not_applicable_is_ignored() {
         let mut k = keeper();
         k.on_probe_run(&run("inodes", SPEC, problem("p")), t(0));
-        let o = k.on_probe_run(&run("inodes", SPEC, Outcome::unknown("statvfs failed")), t(1));
+        let o = k.on_probe_run(
+            &run("inodes", SPEC, Outcome::unknown("statvfs failed")),
+            t(1),
+        );
         assert_eq!(o.events[0].type_, EventType::Normal);
         let c = &k.conditions()[0];
         assert_eq!(c.status, ConditionStatus::Unknown);
@@ -946,7 +963,10 @@ mod tests {
         let mut events = Vec::new();
         let mut dedup = 0;
         for i in 0..10 {
-            let o = k.on_log_finding(&temp("TaskHung", "task foo:1 blocked for more than 120 seconds."), t(i));
+            let o = k.on_log_finding(
+                &temp("TaskHung", "task foo:1 blocked for more than 120 seconds."),
+                t(i),
+            );
             events.extend(o.events);
             dedup += o.deduplicated;
         }
@@ -965,7 +985,10 @@ mod tests {
         // After the window, the same message is a new Event.
         let later = t(9) + Duration::from_secs(600);
         k.tick(later);
-        let o = k.on_log_finding(&temp("TaskHung", "task foo:1 blocked for more than 120 seconds."), later);
+        let o = k.on_log_finding(
+            &temp("TaskHung", "task foo:1 blocked for more than 120 seconds."),
+            later,
+        );
         assert!(!o.events[0].update);
         assert_ne!(o.events[0].name, events[0].name);
     }
@@ -996,7 +1019,10 @@ mod tests {
         }
         assert_eq!((created, dropped), (3, 7));
         // Other reasons have their own budget.
-        assert_eq!(k.on_log_finding(&temp("TaskHung", "x"), t(0)).events.len(), 1);
+        assert_eq!(
+            k.on_log_finding(&temp("TaskHung", "x"), t(0)).events.len(),
+            1
+        );
         // Count updates have their own bucket: three go out at once...
         for i in 0..3 {
             let o = k.on_log_finding(&temp("KernelOops", "oops 0"), t(1));
@@ -1028,7 +1054,11 @@ mod tests {
         let mut k = StateKeeper::new("n1", cfg);
         k.on_probe_run(&run("inodes", SPEC, Outcome::ok()), t(0));
         for i in 0..5 {
-            let bad = if i % 2 == 0 { problem("x") } else { Outcome::ok() };
+            let bad = if i % 2 == 0 {
+                problem("x")
+            } else {
+                Outcome::ok()
+            };
             k.on_probe_run(&run("inodes", SPEC, bad), t(1 + i));
         }
         // Flapping exhausted the Warning budget; the recovery still goes out.
@@ -1057,7 +1087,10 @@ mod tests {
                 transition: at,
             })
         };
-        let o = k.on_log_finding(&upd(ConditionStatus::True, "FilesystemIsReadOnly", t(50)), t(50));
+        let o = k.on_log_finding(
+            &upd(ConditionStatus::True, "FilesystemIsReadOnly", t(50)),
+            t(50),
+        );
         assert!(o.events.is_empty());
         assert_eq!(k.conditions()[0].transition, t(0));
         let o = k.on_log_finding(
@@ -1067,7 +1100,10 @@ mod tests {
         assert_eq!(o.events[0].type_, EventType::Normal);
         assert_eq!(k.conditions()[0].transition, t(60));
         assert_eq!(k.source_of("ReadonlyFilesystem"), Some("kernel-monitor"));
-        let o = k.on_log_finding(&upd(ConditionStatus::True, "FilesystemIsReadOnly", t(70)), t(70));
+        let o = k.on_log_finding(
+            &upd(ConditionStatus::True, "FilesystemIsReadOnly", t(70)),
+            t(70),
+        );
         assert_eq!(o.events[0].type_, EventType::Warning);
         assert_eq!(k.conditions()[0].transition, t(70));
     }

@@ -1,6 +1,8 @@
 //! Test harness for black-box tests of the built `nodeprobe` binary against real host
 //! components. Every helper cleans up after itself (Drop guards) and uses unique names.
 
+pub mod fakeapi;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -123,7 +123,10 @@ pub async fn get_node(client: &Client, node: &str) -> Result<NodeInfo, KubeError
 
 /// Parse uid and conditions out of a Node object.
 pub fn node_info(v: &Value) -> NodeInfo {
-    let uid = v["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    let uid = v["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let conditions = v["status"]["conditions"]
         .as_array()
         .map(|a| a.iter().filter_map(parse_condition).collect())
@@ -206,9 +209,7 @@ impl ConditionWriter {
             let conditions = rx.borrow_and_update().clone();
             let heartbeat_due = last_ok.is_none_or(|t| t.elapsed() >= self.heartbeat);
             let may_try = retry_at.is_none_or(|t| tokio::time::Instant::now() >= t);
-            if (dirty || heartbeat_due)
-                && may_try
-                && (!conditions.is_empty() || !remove.is_empty())
+            if (dirty || heartbeat_due) && may_try && (!conditions.is_empty() || !remove.is_empty())
             {
                 match self.patch(&api, &conditions, &remove).await {
                     Ok(()) => {
@@ -238,9 +239,7 @@ impl ConditionWriter {
             }
             let wake = match (retry_at, last_ok) {
                 (Some(t), _) => t,
-                (None, Some(ok)) => {
-                    tokio::time::Instant::from_std(ok) + self.heartbeat
-                }
+                (None, Some(ok)) => tokio::time::Instant::from_std(ok) + self.heartbeat,
                 (None, None) => tokio::time::Instant::now() + self.heartbeat,
             };
             tokio::select! {
@@ -281,7 +280,11 @@ impl ConditionWriter {
         let body = conditions_patch(conditions, remove, SystemTime::now());
         bounded(
             "patch node status",
-            api.patch_status(&self.node, &PatchParams::default(), &Patch::Strategic(&body)),
+            api.patch_status(
+                &self.node,
+                &PatchParams::default(),
+                &Patch::Strategic(&body),
+            ),
         )
         .await
         .map(|_| ())
@@ -413,7 +416,11 @@ pub fn oom_message(oom: &OomKill, pod: Option<&PodRef>, original: &str) -> Strin
                 .as_deref()
                 .and_then(|id| p.containers.iter().find(|(cid, _)| cid == id))
                 .map(|(_, n)| n.clone())
-                .or_else(|| oom.container_id.as_ref().map(|id| id.chars().take(12).collect()))
+                .or_else(|| {
+                    oom.container_id
+                        .as_ref()
+                        .map(|id| id.chars().take(12).collect())
+                })
                 .unwrap_or_else(|| "<unknown>".to_string());
             format!(
                 "container {container} of pod {}/{} was OOM-killed: task {}, pid {}",
@@ -512,7 +519,10 @@ impl EventWriter {
                 continue;
             };
             let ev = p.ev.clone();
-            match self.write(&client, &ev, &created, &mut pods, &metrics).await {
+            match self
+                .write(&client, &ev, &created, &mut pods, &metrics)
+                .await
+            {
                 Ok(()) => {
                     queue.pop_front();
                     pending.remove(&name);
@@ -530,7 +540,11 @@ impl EventWriter {
                     backoff = RETRY_MIN;
                 }
                 Err(e) => {
-                    metrics.api_error(if ev.update { "patch_event" } else { "create_event" });
+                    metrics.api_error(if ev.update {
+                        "patch_event"
+                    } else {
+                        "create_event"
+                    });
                     let permanent = matches!(e.status(), Some(400 | 403 | 422));
                     if let Some(p) = pending.get_mut(&name) {
                         p.attempts += 1;
@@ -772,7 +786,14 @@ mod tests {
             last: t(5),
             oom: None,
         };
-        let v = event_object(&ev, "n1.abc", "default", node_ref("n1", "uid1"), &ev.message, "n1");
+        let v = event_object(
+            &ev,
+            "n1.abc",
+            "default",
+            node_ref("n1", "uid1"),
+            &ev.message,
+            "n1",
+        );
         assert_eq!(v["involvedObject"]["uid"], "uid1");
         assert_eq!(v["involvedObject"]["apiVersion"], "v1");
         assert!(v["involvedObject"].get("namespace").is_none());

@@ -4,13 +4,13 @@
 
 use std::sync::Mutex;
 
+use probes::ConditionSpec;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use probes::ConditionSpec;
 
 type Labels = Vec<(String, String)>;
 
@@ -62,8 +62,9 @@ impl Metrics {
         let problem_counter = Family::<Labels, Gauge>::default();
         let problem_gauge = Family::<Labels, Gauge>::default();
         let probe_runs = Family::<Labels, Counter>::default();
-        let probe_duration =
-            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(duration_histogram);
+        let probe_duration = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram,
+        );
         let events_emitted = Family::<Labels, Counter>::default();
         let events_deduplicated = Counter::default();
         let events_dropped = Family::<Labels, Counter>::default();
@@ -156,7 +157,10 @@ impl Metrics {
                     .set(0);
             }
             self.problem_gauge
-                .get_or_create(&labels(&[("reason", s.problem_reason), ("type", s.condition)]))
+                .get_or_create(&labels(&[
+                    ("reason", s.problem_reason),
+                    ("type", s.condition),
+                ]))
                 .set(0);
         }
     }
@@ -253,7 +257,10 @@ mod tests {
         let m = Metrics::new();
         m.init_conditions(&[SPEC]);
         let text = m.render();
-        assert!(text.contains("problem_counter{reason=\"NodeHasInodesPressure\"} 0"), "{text}");
+        assert!(
+            text.contains("problem_counter{reason=\"NodeHasInodesPressure\"} 0"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "problem_gauge{reason=\"NodeHasInodesPressure\",type=\"InodesPressure\"} 0"
@@ -264,7 +271,8 @@ mod tests {
         m.condition("InodesPressure", "Other", true);
         m.problem("NodeHasInodesPressure");
         let text = m.render();
-        assert!(text.contains("problem_gauge{reason=\"NodeHasInodesPressure\",type=\"InodesPressure\"} 0"));
+        assert!(text
+            .contains("problem_gauge{reason=\"NodeHasInodesPressure\",type=\"InodesPressure\"} 0"));
         assert!(text.contains("problem_gauge{reason=\"Other\",type=\"InodesPressure\"} 1"));
         assert!(text.contains("problem_counter{reason=\"NodeHasInodesPressure\"} 1"));
         m.condition("InodesPressure", "NodeHasNoInodesPressure", false);
