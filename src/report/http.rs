@@ -13,7 +13,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -127,6 +127,7 @@ pub async fn serve(
                     async move { Ok::<_, Infallible>(r) }
                 });
                 let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(10))
                     .serve_connection(TokioIo::new(stream), svc);
                 let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
@@ -156,6 +157,31 @@ mod tests {
     async fn body(r: Response<Full<Bytes>>) -> String {
         let b = r.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8_lossy(&b).into_owned()
+    }
+
+    #[tokio::test]
+    async fn serves_over_tcp_until_shutdown() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (s, _tx) = shared();
+        let (stop_tx, stop) = watch::channel(false);
+        let (addr, handle) = serve("127.0.0.1:0".parse().unwrap(), Server::Status, s, stop)
+            .await
+            .unwrap();
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).await.unwrap();
+        assert!(
+            out.starts_with("HTTP/1.1 200") && out.ends_with("ok"),
+            "{out}"
+        );
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]
