@@ -431,3 +431,45 @@ fn runs_without_an_api_server_when_the_exporter_is_off() {
     assert!(api.requests().is_empty());
     assert_eq!(agent.terminate().0, Some(0));
 }
+
+#[test]
+fn stale_owned_conditions_are_removed_on_request_and_heartbeats_refresh() {
+    let api = FakeApi::start();
+    kubelet_node(&api);
+    // A condition type nodeprobe owns (pid-pressure probe) that this run does not check.
+    let mut node = api.node("n1").unwrap();
+    node["status"]["conditions"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "PidPressure", "status": "False", "reason": "NodeHasSufficientPID"}));
+    api.add_node("n1", "uid-n1", node["status"]["conditions"].clone());
+    // Off by default: the type stays.
+    let mut agent = Agent::start(&api, Path::new("/"), &["--probes", "inodes"]);
+    wait_for("sync", Duration::from_secs(10), &agent, || {
+        api.condition("n1", "InodesPressure")
+    });
+    assert!(api.condition("n1", "PidPressure").is_some());
+    assert_eq!(agent.terminate().0, Some(0));
+    let mut agent = Agent::start(
+        &api,
+        Path::new("/"),
+        &[
+            "--probes",
+            "inodes",
+            "--remove-stale-conditions",
+            "--k8s-exporter-heartbeat-period",
+            "1s",
+        ],
+    );
+    wait_for("removal", Duration::from_secs(10), &agent, || {
+        api.condition("n1", "PidPressure").is_none().then_some(())
+    });
+    assert!(api.condition("n1", "Ready").is_some());
+    assert!(api.condition("n1", "MemoryPressure").is_some());
+    let hb = api.condition("n1", "InodesPressure").unwrap()["lastHeartbeatTime"].clone();
+    wait_for("heartbeat", Duration::from_secs(5), &agent, || {
+        let c = api.condition("n1", "InodesPressure")?;
+        (c["lastHeartbeatTime"] != hb).then_some(())
+    });
+    assert_eq!(agent.terminate().0, Some(0));
+}
