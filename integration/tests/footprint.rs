@@ -1,7 +1,7 @@
 //! Idle footprint of the daemon against the fake API server (benchmark, run on demand):
 //!
 //! ```text
-//! cargo build --release && NODEPROBE_BIN=target/release/nodeprobe \
+//! cargo build --release && NODEPROBE_BIN=$PWD/target/release/nodeprobe \
 //!   cargo test -p nodeprobe-integration --test footprint -- --ignored --nocapture
 //! ```
 //!
@@ -86,6 +86,12 @@ fn idle_footprint_against_the_fake_api() {
         }
     }
     let rss = rss_kib(pid);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let detail: Vec<&str> = status
+        .lines()
+        .filter(|l| l.starts_with("RssAnon") || l.starts_with("RssFile") || l.starts_with("Threads"))
+        .collect();
+    eprintln!("{}", detail.join(" | ").replace('\t', " "));
     let cpu = cpu_ticks(pid);
     let elapsed = t0.elapsed();
     let tck = clock_ticks();

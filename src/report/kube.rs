@@ -184,6 +184,9 @@ pub struct ConditionWriter {
     pub remove: Vec<String>,
 }
 
+/// At most one pod list per this period (a miss only refreshes the cache this often).
+pub const POD_REFRESH: Duration = Duration::from_secs(10);
+
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(8);
 
@@ -387,7 +390,10 @@ impl PodCache {
             return None;
         }
         let api: Api<Pod> = Api::all(client.clone());
-        let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        // resourceVersion=0: served from the API server's watch cache, not etcd.
+        let lp = ListParams::default()
+            .fields(&format!("spec.nodeName={node}"))
+            .match_any();
         match bounded("list pods", api.list(&lp)).await {
             Ok(list) => {
                 let items: Vec<Value> = list
@@ -488,7 +494,7 @@ impl EventWriter {
         let mut pending: HashMap<String, Pending> = HashMap::new();
         let mut created: HashSet<String> = HashSet::new();
         let mut created_order: VecDeque<String> = VecDeque::new();
-        let mut pods = PodCache::new(Duration::from_secs(2));
+        let mut pods = PodCache::new(POD_REFRESH);
         let mut backoff = RETRY_MIN;
         let mut closed = false;
         loop {
