@@ -89,7 +89,9 @@ fn idle_footprint_against_the_fake_api() {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let detail: Vec<&str> = status
         .lines()
-        .filter(|l| l.starts_with("RssAnon") || l.starts_with("RssFile") || l.starts_with("Threads"))
+        .filter(|l| {
+            l.starts_with("RssAnon") || l.starts_with("RssFile") || l.starts_with("Threads")
+        })
         .collect();
     eprintln!("{}", detail.join(" | ").replace('\t', " "));
     let cpu = cpu_ticks(pid);
