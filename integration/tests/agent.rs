@@ -323,10 +323,11 @@ fn api_outage_does_not_crash_and_state_converges() {
     wait_for("first sync", Duration::from_secs(10), &agent, || {
         api.condition("n1", "InodesPressure")
     });
-    // 500s, then a burst of 503/429, a hang, and a restart; the problem starts meanwhile.
-    api.fail_for(Duration::from_secs(3), 500);
+    // ~30 s of trouble: 500s, then a burst of 503/429, a hang, and a restart; the problem
+    // starts during the outage.
+    api.fail_for(Duration::from_secs(25), 500);
     fill(fs.path(), 95);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(25));
     api.fail_next(4, 503);
     api.fail_next(4, 429);
     api.set_hang(true);

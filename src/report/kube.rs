@@ -778,6 +778,48 @@ mod tests {
         assert_eq!(cache.get("u1"), Some(&pod));
     }
 
+    fn out(name: &str, update: bool, count: u32) -> EventOut {
+        EventOut {
+            name: name.into(),
+            update,
+            type_: EventType::Warning,
+            source: "kernel-monitor".into(),
+            reason: "TaskHung".into(),
+            message: "m".into(),
+            count,
+            first: t(0),
+            last: t(count as u64),
+            oom: None,
+        }
+    }
+
+    #[test]
+    fn queued_updates_fold_into_one_write_and_overflow_is_counted() {
+        let w = EventWriter {
+            node: "n1".into(),
+            node_uid: "u".into(),
+            namespace: "default".into(),
+            max_queue: 2,
+        };
+        let m = Metrics::new();
+        let mut queue = VecDeque::new();
+        let mut pending = HashMap::new();
+        w.enqueue(out("a", false, 1), &mut queue, &mut pending, &m);
+        w.enqueue(out("a", true, 2), &mut queue, &mut pending, &m);
+        w.enqueue(out("a", true, 7), &mut queue, &mut pending, &m);
+        assert_eq!(queue.len(), 1);
+        // Still a create (it never went out), with the newest count.
+        let p = &pending["a"];
+        assert!(!p.ev.update);
+        assert_eq!((p.ev.count, p.ev.last), (7, t(7)));
+        w.enqueue(out("b", true, 3), &mut queue, &mut pending, &m);
+        w.enqueue(out("c", false, 1), &mut queue, &mut pending, &m);
+        assert_eq!(queue, VecDeque::from(["b".to_string(), "c".to_string()]));
+        assert!(m.render().contains(
+            "nodeprobe_events_dropped_total{source=\"kernel-monitor\",reason=\"TaskHung\",cause=\"queue\"} 1"
+        ));
+    }
+
     #[test]
     fn event_object_shape() {
         let ev = EventOut {
