@@ -552,6 +552,53 @@ mod tests {
     }
 
     #[test]
+    fn config_from_the_command_line() {
+        use clap::Parser;
+        let cli = Cli::parse_from([
+            "nodeprobe",
+            "--hostname-override",
+            "n9",
+            "--failure-threshold",
+            "2,inodes=3",
+            "--recovery-threshold",
+            "pid-pressure=4",
+            "--port",
+            "0",
+            "--enable-k8s-exporter=false",
+        ]);
+        let all = [probes::inodes::CONDITION, probes::pid_pressure::CONDITION];
+        let host = probes::HostPaths::default();
+        let probes = probes::registry::build(&host, &cli.probe_configs, &["inodes"]);
+        let c = DaemonConfig::from_cli(&cli, probes, &all).unwrap();
+        assert_eq!(c.node, "n9");
+        assert!(c.kube.is_none());
+        assert!(c.status_addr.is_none());
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:20257".parse().unwrap()));
+        assert_eq!(
+            c.state.default_thresholds,
+            Thresholds {
+                failure: 2,
+                recovery: 1
+            }
+        );
+        assert_eq!(
+            c.state.probe_thresholds["inodes"],
+            Thresholds {
+                failure: 3,
+                recovery: 1
+            }
+        );
+        assert_eq!(
+            c.state.probe_thresholds["pid-pressure"],
+            Thresholds {
+                failure: 2,
+                recovery: 4
+            }
+        );
+        assert_eq!(c.stale_types, vec!["PidPressure".to_string()]);
+    }
+
+    #[test]
     fn jitter_stays_within_the_fraction() {
         let mut s = 12345;
         for _ in 0..1000 {

@@ -295,7 +295,10 @@ fn oom_kills_name_the_pod_or_its_uid() {
     });
     assert_eq!(ev["involvedObject"]["kind"], "Node");
     // The pod list was asked with the node's field selector.
-    assert!(api.requests().iter().any(|r| r.path == "/api/v1/pods"));
+    assert!(api
+        .requests()
+        .iter()
+        .any(|r| r.path == "/api/v1/pods" && r.query.contains("fieldSelector=spec.nodeName%3Dn1")));
 }
 
 #[test]

@@ -34,6 +34,8 @@ use serde_json::{json, Value};
 pub struct Logged {
     pub method: String,
     pub path: String,
+    /// Raw (still percent-encoded) query string.
+    pub query: String,
     pub content_type: String,
     pub status: u16,
     pub at: Instant,
@@ -378,6 +380,7 @@ async fn handle(
         s.log.push(Logged {
             method: method.to_string(),
             path: path.clone(),
+            query: query.clone(),
             content_type: ct,
             status: code,
             at: Instant::now(),

@@ -474,3 +474,37 @@ fn stale_owned_conditions_are_removed_on_request_and_heartbeats_refresh() {
     });
     assert_eq!(agent.terminate().0, Some(0));
 }
+
+#[test]
+fn sigterm_with_a_hung_api_server_exits_within_the_grace_period() {
+    if !require(is_root(), "root (to mount a tmpfs)") {
+        return;
+    }
+    let api = FakeApi::start();
+    kubelet_node(&api);
+    let fs = Tmpfs::with_inodes(100);
+    let mut agent = Agent::start(
+        &api,
+        fs.path(),
+        &[
+            "--probes",
+            "inodes",
+            "--inodes-interval",
+            "200ms",
+            "--shutdown-grace",
+            "2s",
+        ],
+    );
+    wait_for("sync", Duration::from_secs(10), &agent, || {
+        api.condition("n1", "InodesPressure")
+    });
+    // A change is pending while the API server hangs: the final write cannot land, and
+    // the agent must still exit 0 within the grace period.
+    api.set_hang(true);
+    fill(fs.path(), 95);
+    std::thread::sleep(Duration::from_millis(600));
+    let (code, took) = agent.terminate();
+    api.set_hang(false);
+    assert_eq!(code, Some(0), "{}", agent.logs());
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
+}
