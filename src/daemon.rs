@@ -191,6 +191,34 @@ pub fn run_blocking(
     logs: Option<mpsc::Receiver<LogFinding>>,
     metrics: Arc<Metrics>,
 ) -> Result<i32, DaemonError> {
+    run_on_runtime(config, metrics, move |_| logs)
+}
+
+/// Like [`run_blocking`], but `start_monitors` is called inside the runtime (so it can
+/// `tokio::spawn` the log monitors) with the sending side of the findings channel.
+pub fn run_blocking_with_monitors<F>(
+    config: DaemonConfig,
+    metrics: Arc<Metrics>,
+    start_monitors: F,
+) -> Result<i32, DaemonError>
+where
+    F: FnOnce(mpsc::Sender<LogFinding>),
+{
+    run_on_runtime(config, metrics, move |_| {
+        let (tx, rx) = log_channel();
+        start_monitors(tx);
+        Some(rx)
+    })
+}
+
+fn run_on_runtime<F>(
+    config: DaemonConfig,
+    metrics: Arc<Metrics>,
+    logs: F,
+) -> Result<i32, DaemonError>
+where
+    F: FnOnce(&Metrics) -> Option<mpsc::Receiver<LogFinding>>,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(8)
@@ -200,13 +228,15 @@ pub fn run_blocking(
     rt.block_on(async move {
         let (tx, rx) = watch::channel(false);
         let signals = tokio::spawn(wait_for_signal(tx));
+        let logs = logs(&metrics);
         let r = run(config, logs, metrics, rx).await;
         signals.abort();
         r.map(|_| crate::exit::OK)
     })
 }
 
-async fn wait_for_signal(tx: watch::Sender<bool>) {
+/// Set `tx` to true on the first SIGTERM or SIGINT.
+pub async fn wait_for_signal(tx: watch::Sender<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
