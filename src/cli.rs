@@ -1,7 +1,9 @@
 //! Command line. Every setting has an environment twin so the DaemonSet can set it from a
 //! ConfigMap.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use probes::registry::ProbeConfigs;
@@ -43,6 +45,9 @@ pub struct Cli {
     pub log_level: String,
 
     #[command(flatten)]
+    pub daemon: DaemonArgs,
+
+    #[command(flatten)]
     pub probe_configs: ProbeConfigs,
 
     #[command(flatten)]
@@ -50,6 +55,132 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Option<crate::logs_cmd::Command>,
+}
+
+/// Daemon-mode settings: Kubernetes exporter, endpoints, condition and event policy.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "daemon mode")]
+pub struct DaemonArgs {
+    /// Write node conditions and events to the Kubernetes API (NPD's flag). With `false`
+    /// nodeprobe runs with metrics only.
+    #[arg(id = "enable-k8s-exporter", long = "enable-k8s-exporter", env = "NODEPROBE_ENABLE_K8S_EXPORTER",
+          default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true")]
+    pub enable_k8s_exporter: bool,
+
+    /// kubeconfig for runs outside a cluster (else $KUBECONFIG, else the in-cluster account).
+    #[arg(id = "kubeconfig", long = "kubeconfig", env = "NODEPROBE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Re-write every condition at least this often (lastHeartbeatTime).
+    #[arg(id = "k8s-exporter-heartbeat-period", long = "k8s-exporter-heartbeat-period",
+          env = "NODEPROBE_K8S_EXPORTER_HEARTBEAT_PERIOD", default_value = "5m",
+          value_parser = probes::parse_duration)]
+    pub heartbeat_period: Duration,
+
+    /// How long startup waits for the first `GET node` before going on without it.
+    #[arg(id = "apiserver-wait-timeout", long = "apiserver-wait-timeout",
+          env = "NODEPROBE_APISERVER_WAIT_TIMEOUT", default_value = "5m",
+          value_parser = probes::parse_duration)]
+    pub apiserver_wait_timeout: Duration,
+
+    /// Namespace of the events nodeprobe writes.
+    #[arg(
+        id = "event-namespace",
+        long = "event-namespace",
+        env = "NODEPROBE_EVENT_NAMESPACE",
+        default_value = "default"
+    )]
+    pub event_namespace: String,
+
+    /// Delete condition types nodeprobe owns but does not run (disabled probes) from the Node.
+    #[arg(
+        id = "remove-stale-conditions",
+        long = "remove-stale-conditions",
+        env = "NODEPROBE_REMOVE_STALE_CONDITIONS"
+    )]
+    pub remove_stale_conditions: bool,
+
+    /// Consecutive problem results before a condition turns True: `N` for every probe and/or
+    /// `probe=N` (comma-separated).
+    #[arg(
+        id = "failure-threshold",
+        long = "failure-threshold",
+        env = "NODEPROBE_FAILURE_THRESHOLD",
+        value_delimiter = ',',
+        default_value = "1"
+    )]
+    pub failure_threshold: Vec<String>,
+
+    /// Consecutive healthy results before a condition turns False again (`N` and/or `probe=N`).
+    #[arg(
+        id = "recovery-threshold",
+        long = "recovery-threshold",
+        env = "NODEPROBE_RECOVERY_THRESHOLD",
+        value_delimiter = ',',
+        default_value = "1"
+    )]
+    pub recovery_threshold: Vec<String>,
+
+    /// Identical events (source, reason, message) within this window update one Event's count.
+    #[arg(id = "event-dedup-window", long = "event-dedup-window", env = "NODEPROBE_EVENT_DEDUP_WINDOW",
+          default_value = "10m", value_parser = probes::parse_duration)]
+    pub event_dedup_window: Duration,
+
+    /// Event writes allowed at once per (source, reason); recoveries are exempt.
+    #[arg(
+        id = "event-budget-burst",
+        long = "event-budget-burst",
+        env = "NODEPROBE_EVENT_BUDGET_BURST",
+        default_value_t = 10
+    )]
+    pub event_budget_burst: u32,
+
+    /// One more event write per (source, reason) is allowed after this long.
+    #[arg(id = "event-budget-refill", long = "event-budget-refill", env = "NODEPROBE_EVENT_BUDGET_REFILL",
+          default_value = "5m", value_parser = probes::parse_duration)]
+    pub event_budget_refill: Duration,
+
+    /// Address of /healthz, /readyz and /conditions.
+    #[arg(
+        id = "address",
+        long = "address",
+        env = "NODEPROBE_ADDRESS",
+        default_value = "127.0.0.1"
+    )]
+    pub address: IpAddr,
+
+    /// Port of /healthz, /readyz and /conditions (0 disables).
+    #[arg(
+        id = "port",
+        long = "port",
+        env = "NODEPROBE_PORT",
+        default_value_t = 20256
+    )]
+    pub port: u16,
+
+    /// Address of /metrics.
+    #[arg(
+        id = "prometheus-address",
+        long = "prometheus-address",
+        env = "NODEPROBE_PROMETHEUS_ADDRESS",
+        default_value = "127.0.0.1"
+    )]
+    pub prometheus_address: IpAddr,
+
+    /// Port of /metrics (0 disables).
+    #[arg(
+        id = "prometheus-port",
+        long = "prometheus-port",
+        env = "NODEPROBE_PROMETHEUS_PORT",
+        default_value_t = 20257
+    )]
+    pub prometheus_port: u16,
+
+    /// On SIGTERM, how long to try to write pending condition changes before exiting.
+    #[arg(id = "shutdown-grace", long = "shutdown-grace", env = "NODEPROBE_SHUTDOWN_GRACE",
+          default_value = "5s", value_parser = probes::parse_duration)]
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -135,6 +266,19 @@ mod tests {
         let cli = Cli::parse_from(["nodeprobe", "watch-logs", "--state-dir", "/tmp/x"]);
         assert_eq!(cli.log_monitors.state_dir, PathBuf::from("/tmp/x"));
         assert!(cli.command.is_some());
+    }
+
+    #[test]
+    fn daemon_defaults_follow_npd() {
+        let cli = Cli::parse_from(["nodeprobe"]);
+        let d = &cli.daemon;
+        assert!(d.enable_k8s_exporter);
+        assert_eq!(d.heartbeat_period, Duration::from_secs(300));
+        assert_eq!(d.event_namespace, "default");
+        assert_eq!((d.address.to_string(), d.port), ("127.0.0.1".into(), 20256));
+        assert_eq!(d.prometheus_port, 20257);
+        let cli = Cli::parse_from(["nodeprobe", "--enable-k8s-exporter=false"]);
+        assert!(!cli.daemon.enable_k8s_exporter);
     }
 
     #[test]

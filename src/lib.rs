@@ -1,10 +1,13 @@
-//! The nodeprobe agent: command line, result rendering and (later) the state keeper and
+//! The nodeprobe agent: command line, result rendering the state keeper and the
 //! reporters. Host access lives in the `probes` crate; this crate never reads the host
 //! except through it.
 
 pub mod cli;
+pub mod daemon;
 pub mod logs_cmd;
 pub mod oneshot;
+pub mod report;
+pub mod state;
 
 /// Process exit codes. 0/1/2 follow NPD's plugin protocol.
 pub mod exit {

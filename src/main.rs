@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use nodeprobe::cli::{Cli, Output};
-use nodeprobe::{exit, oneshot};
+use nodeprobe::{daemon, exit, oneshot};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -45,14 +45,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         )?);
     }
     let names = probes::registry::select(&cli.probes, &cli.disable_probes)?;
-    if !cli.oneshot {
-        anyhow::bail!("daemon mode is not available yet; run with --oneshot");
-    }
     let host = probes::HostPaths::new(&cli.host_root);
     if !cli.host_root.is_dir() {
         anyhow::bail!("--host-root {} is not a directory", cli.host_root.display());
     }
     let probe_set = probes::registry::build(&host, &cli.probe_configs, &names);
+    if !cli.oneshot {
+        return run_daemon(&cli, &host, probe_set);
+    }
     let node = cli.node_name();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -65,4 +65,32 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Output::Table => print!("{}", report.to_table()),
     }
     Ok(report.exit_code())
+}
+
+fn run_daemon(
+    cli: &Cli,
+    host: &probes::HostPaths,
+    probe_set: Vec<Box<dyn probes::Probe>>,
+) -> anyhow::Result<i32> {
+    // Every condition type nodeprobe can own, for --remove-stale-conditions.
+    let all: Vec<probes::ConditionSpec> =
+        probes::registry::build(host, &cli.probe_configs, probes::registry::PROBES)
+            .iter()
+            .flat_map(|p| p.conditions().to_vec())
+            .collect();
+    // Rule files are loaded and validated before anything starts: a bad file is a usage error.
+    let logs = daemon::LogMonitorSetup {
+        host: host.clone(),
+        configs: cli.log_monitors.load_configs()?,
+        options: cli.log_monitors.options(),
+    };
+    let config = daemon::DaemonConfig::from_cli(cli, probe_set, &all)?;
+    let metrics = std::sync::Arc::new(nodeprobe::report::metrics::Metrics::new());
+    match daemon::run_blocking_with_logs(config, metrics, logs) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("nodeprobe: {e}");
+            Ok(exit::INTERNAL)
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::disallowed_methods)] // tests start real components and the binary
 
+pub mod fakeapi;
 pub mod runtimes;
 pub mod systemd;
 
