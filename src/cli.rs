@@ -44,13 +44,13 @@ pub struct Cli {
     #[arg(long, env = "NODEPROBE_LOG", default_value = "warn")]
     pub log_level: String,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "daemon mode")]
     pub daemon: DaemonArgs,
 
     #[command(flatten)]
     pub probe_configs: ProbeConfigs,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "log monitors")]
     pub log_monitors: probes::logs::LogMonitorArgs,
 
     #[command(subcommand)]

@@ -646,7 +646,13 @@ impl RuntimeProbe {
                     .default_sockets()
                     .iter()
                     .map(|p| self.host.resolve(p))
-                    .collect(),
+                    .fold(Vec::new(), |mut v, p| {
+                        // /var/run is usually a link to /run: look at each place once.
+                        if !v.contains(&p) {
+                            v.push(p);
+                        }
+                        v
+                    }),
             ),
         }
     }
