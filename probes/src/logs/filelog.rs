@@ -575,10 +575,8 @@ impl FileMonitor {
                     return;
                 }
             }
-            let mut slept = Duration::ZERO;
-            while slept < POLL && !self.stopping() {
-                std::thread::sleep(Duration::from_millis(50));
-                slept += Duration::from_millis(50);
+            if super::pause(&self.shutdown, POLL) {
+                break;
             }
         }
         persist.save(&self.stats, None, &matcher.conditions);

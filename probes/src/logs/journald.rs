@@ -162,11 +162,8 @@ impl JournalMonitor {
                     return;
                 }
             }
-            // sleep in small steps so shutdown is quick
-            let mut slept = Duration::ZERO;
-            while slept < POLL && !*self.shutdown.borrow() {
-                std::thread::sleep(Duration::from_millis(50));
-                slept += Duration::from_millis(50);
+            if super::pause(&self.shutdown, POLL) {
+                break;
             }
         }
         persist.save(&self.stats, None, &matcher.conditions);

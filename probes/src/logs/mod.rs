@@ -112,6 +112,26 @@ pub struct MonitorOptions {
     pub kmsg_path: Option<PathBuf>,
 }
 
+/// Wait up to `d` in a blocking monitor thread, waking at once when shutdown is requested
+/// (or its sender is gone). Returns true when the monitor should stop. One timed wait, not a
+/// polling loop, so an idle monitor wakes only once per `d`.
+pub(crate) fn pause(shutdown: &watch::Receiver<bool>, d: Duration) -> bool {
+    let mut rx = shutdown.clone();
+    if *rx.borrow_and_update() {
+        return true;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => {
+            if let Ok(Err(_)) = h.block_on(tokio::time::timeout(d, rx.changed())) {
+                return true; // sender gone
+            }
+        }
+        Err(_) => std::thread::sleep(d),
+    }
+    let stop = *rx.borrow();
+    stop
+}
+
 /// Why monitors could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
