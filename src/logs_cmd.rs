@@ -429,7 +429,7 @@ pub fn finding_json(f: &LogFinding) -> Value {
             "source": e.source,
             "reason": e.reason,
             "message": e.message,
-            "timestamp": rfc3339(e.timestamp),
+            "timestamp": probes::timefmt::rfc3339_millis(e.timestamp),
             "timestamp_unix_ms": unix_ms(e.timestamp),
             "oom": e.oom.as_ref().map(oom_json),
         }),
@@ -440,7 +440,7 @@ pub fn finding_json(f: &LogFinding) -> Value {
             "status": c.status.as_str(),
             "reason": c.reason,
             "message": c.message,
-            "transition": rfc3339(c.transition),
+            "transition": probes::timefmt::rfc3339_millis(c.transition),
             "transition_unix_ms": unix_ms(c.transition),
         }),
     }
@@ -452,44 +452,26 @@ fn unix_ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// `2026-11-27T07:15:15.123Z`.
-pub fn rfc3339(t: SystemTime) -> String {
-    let ms = unix_ms(t);
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // civil-from-days (proleptic Gregorian), days since 1970-01-01
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn rfc3339_dates() {
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         assert_eq!(
-            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_763_715_123)),
+            probes::timefmt::rfc3339_millis(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            probes::timefmt::rfc3339_millis(
+                SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_763_715_123)
+            ),
             "2026-11-27T07:15:15.123Z"
         );
         assert_eq!(
-            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            probes::timefmt::rfc3339_millis(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)
+            ),
             "2000-02-29T00:00:00.000Z"
         );
     }

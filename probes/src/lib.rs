@@ -18,6 +18,7 @@ pub mod runtime;
 pub mod spot;
 pub(crate) mod sys;
 pub mod systemd;
+pub mod timefmt;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -199,17 +199,6 @@ pub fn detect_cloud(dmi: &Dmi) -> Option<Cloud> {
 
 // === time parsing (pure) ===
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
 fn days_in_month(y: i64, m: u32) -> u32 {
     match m {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -231,7 +220,7 @@ fn civil_to_unix(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<i64
         return None;
     }
     Some(
-        days_from_civil(y, mo, d) * 86400
+        crate::timefmt::days_from_civil(y, mo, d) * 86400
             + i64::from(h) * 3600
             + i64::from(mi) * 60
             + i64::from(s.min(59)),
