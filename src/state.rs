@@ -480,6 +480,9 @@ impl StateKeeper {
                     _ => new.clone(),
                 };
                 let differs = prev.as_ref() != Some(&current);
+                // A type adopted from the Node is new to the set the writer keeps fresh
+                // (heartbeats), even when nothing about it changed.
+                let newly_tracked = !self.conditions.contains_key(&u.condition);
                 self.conditions.insert(
                     u.condition.clone(),
                     Tracked {
@@ -488,7 +491,7 @@ impl StateKeeper {
                         pending: None,
                     },
                 );
-                out.conditions_changed = differs;
+                out.conditions_changed = differs || newly_tracked;
                 // A first report of a healthy condition is no news.
                 let news = match &prev {
                     None => u.status == ConditionStatus::True,
@@ -1021,6 +1024,14 @@ mod tests {
         );
         assert!(o.events.is_empty());
         assert_eq!(k.conditions()[0].transition, t(0));
+        // Adopted from the Node: the writer must get it (heartbeats, readiness), even after
+        // a restart with only log monitors, where nothing else would hand it the set.
+        assert!(o.conditions_changed);
+        let o = k.on_log_finding(
+            &upd(ConditionStatus::True, "FilesystemIsReadOnly", t(55)),
+            t(55),
+        );
+        assert!(!o.conditions_changed && o.events.is_empty());
         let o = k.on_log_finding(
             &upd(ConditionStatus::False, "FilesystemIsNotReadOnly", t(60)),
             t(60),

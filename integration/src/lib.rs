@@ -3,7 +3,10 @@
 
 #![allow(clippy::disallowed_methods)] // tests start real components and the binary
 
+pub mod agent;
 pub mod fakeapi;
+pub mod kmsg;
+pub mod oom;
 pub mod runtimes;
 pub mod systemd;
 

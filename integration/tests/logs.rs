@@ -11,34 +11,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nodeprobe_integration::{binary, is_root, nodeprobe, require, unique};
+use nodeprobe_integration::kmsg::{
+    default_kernel_rules, default_kernel_rules_path, kmsg_lock, kmsg_ok, kmsg_write,
+};
+use nodeprobe_integration::oom::{oom_ok, PodCgroup};
+use nodeprobe_integration::{binary, nodeprobe, require, unique};
 use serde_json::Value;
-
-static KMSG: Mutex<()> = Mutex::new(());
-
-fn kmsg_lock() -> std::sync::MutexGuard<'static, ()> {
-    KMSG.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn kmsg_ok() -> bool {
-    require(
-        is_root() && Path::new("/dev/kmsg").exists(),
-        "root and a writable /dev/kmsg",
-    )
-}
-
-/// Write one line to the kernel log on its own fd, as syslog level `level`.
-fn kmsg_write(level: u8, line: &str) {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/kmsg")
-        .expect("open /dev/kmsg for writing");
-    f.write_all(format!("<{level}>{line}\n").as_bytes())
-        .expect("write /dev/kmsg");
-}
 
 /// A rule file in a temp dir.
 fn rule_file(dir: &Path, name: &str, json: &str) -> PathBuf {
@@ -481,58 +461,13 @@ fn permanent_condition_survives_restart_and_clear_after_clears() {
 /// A real memcg OOM kill in a kubelet-like cgroup v1 path, seen by the default rules.
 #[test]
 fn real_pod_oom_kill_is_attributed() {
-    if !kmsg_ok() {
-        return;
-    }
-    let memory = Path::new("/sys/fs/cgroup/memory");
-    if !require(
-        memory.join("memory.limit_in_bytes").exists(),
-        "cgroup v1 memory controller",
-    ) {
-        return;
-    }
-    if !require(Path::new("/usr/bin/python3").exists(), "python3") {
+    if !kmsg_ok() || !oom_ok() {
         return;
     }
     let _g = kmsg_lock();
     let tmp = tempfile::tempdir().unwrap();
-    let seed = format!(
-        "{:08x}{:016x}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-    );
-    let hex: String = seed
-        .chars()
-        .chain("0123456789abcdef".chars().cycle())
-        .take(32)
-        .collect();
-    let uid = format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    );
-    let cid: String = hex.chars().cycle().take(64).collect();
-    let cg = CgroupDirs::create(
-        memory,
-        &[
-            "kubepods",
-            "kubepods/burstable",
-            &format!("kubepods/burstable/pod{uid}"),
-            &format!("kubepods/burstable/pod{uid}/{cid}"),
-        ],
-    );
-    let leaf = memory.join(format!("kubepods/burstable/pod{uid}/{cid}"));
-    std::fs::write(
-        leaf.join("memory.limit_in_bytes"),
-        (20u64 << 20).to_string(),
-    )
-    .unwrap();
+    let cg = PodCgroup::create(20);
+    let (uid, cid) = (cg.uid.clone(), cg.container_id.clone());
 
     // default rules (kernel-monitor + docker-monitor, the latter skipped: no journald)
     let mut w = Watcher::start(None, &tmp.path().join("state"), tmp.path());
@@ -549,15 +484,7 @@ fn real_pod_oom_kill_is_attributed() {
             .contains(&serde_json::json!("kernel-monitor")),
         "{ready}"
     );
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "echo $$ > {}/cgroup.procs; exec /usr/bin/python3 -c 'b = bytearray(200*1024*1024)'",
-            leaf.display()
-        ))
-        .status()
-        .unwrap();
-    assert!(!status.success(), "python3 was not OOM-killed");
+    cg.oom_kill();
     let e = w.wait_for("PodOOMKilling for our pod", Duration::from_secs(15), |v| {
         is_event(v, "PodOOMKilling") && v["oom"]["pod_uid"] == uid.as_str()
     });
@@ -565,10 +492,7 @@ fn real_pod_oom_kill_is_attributed() {
     assert_eq!(e["oom"]["container_id"], cid.as_str());
     assert_eq!(e["oom"]["task"], "python3");
     assert!(e["oom"]["pid"].as_u64().unwrap() > 0);
-    assert_eq!(
-        e["oom"]["memcg"],
-        format!("/kubepods/burstable/pod{uid}/{cid}")
-    );
+    assert_eq!(e["oom"]["memcg"], cg.memcg());
     assert!(e["message"].as_str().unwrap().starts_with("oom-kill:"));
     // fires once per OOM kill (NPD's alternation re-fires on later lines)
     kmsg_write(6, &unique("oom-after"));
@@ -582,38 +506,6 @@ fn real_pod_oom_kill_is_attributed() {
     );
     drop(w);
     drop(cg);
-}
-
-/// Directories this test created under a cgroup root, removed (deepest first) on drop.
-struct CgroupDirs {
-    created: Vec<PathBuf>,
-}
-
-impl CgroupDirs {
-    fn create(root: &Path, rel: &[&str]) -> Self {
-        let mut created = Vec::new();
-        for r in rel {
-            let p = root.join(r);
-            if !p.exists() {
-                std::fs::create_dir(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
-                created.push(p);
-            }
-        }
-        CgroupDirs { created }
-    }
-}
-
-impl Drop for CgroupDirs {
-    fn drop(&mut self) {
-        for p in self.created.iter().rev() {
-            for _ in 0..50 {
-                if std::fs::remove_dir(p).is_ok() || !p.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
 }
 
 #[test]
@@ -716,7 +608,7 @@ fn rules_check_and_test_report_errors_with_usage_exit_code() {
          <6>[  103.000000] nothing here\n",
     )
     .unwrap();
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../probes/rules/kernel-monitor.json");
+    let rules = default_kernel_rules_path();
     let r = nodeprobe(&[
         "rules",
         "test",
@@ -962,14 +854,10 @@ fn default_kernel_rules_match_todays_wording_via_kmsg() {
     }
     let _g = kmsg_lock();
     let tmp = tempfile::tempdir().unwrap();
-    let defaults =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../probes/rules/kernel-monitor.json");
-    let text = std::fs::read_to_string(defaults).unwrap();
-    assert!(text.contains("\"lookback\": \"5m\""));
     let rules = rule_file(
         tmp.path(),
         "kernel-monitor.json",
-        &text.replace("\"lookback\": \"5m\"", "\"lookback\": \"0\""),
+        &default_kernel_rules("0"),
     );
     let m = unique("defaults");
     let lines: &[(u8, &str, &str)] = &[

@@ -1,0 +1,52 @@
+//! Writing to the real kernel log from tests. The ring is global: every kmsg test of a test
+//! binary holds [`kmsg_lock`], writes each line on a fresh fd ([`kmsg_write`]; the per-fd
+//! ratelimit allows 10 lines per 5 s) with a unique marker, and matches only on that marker.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::{is_root, require};
+
+static KMSG: Mutex<()> = Mutex::new(());
+
+/// Serialise the kmsg tests of this test binary.
+pub fn kmsg_lock() -> MutexGuard<'static, ()> {
+    KMSG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the test may write to `/dev/kmsg` (skips locally, fails in CI otherwise).
+pub fn kmsg_ok() -> bool {
+    require(
+        is_root() && Path::new("/dev/kmsg").exists(),
+        "root and a writable /dev/kmsg",
+    )
+}
+
+/// Write one line to the kernel log on its own fd, as syslog level `level`.
+pub fn kmsg_write(level: u8, line: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .expect("open /dev/kmsg for writing");
+    f.write_all(format!("<{level}>{line}\n").as_bytes())
+        .expect("write /dev/kmsg");
+}
+
+/// The shipped default kernel rules (`probes/rules/kernel-monitor.json`).
+pub fn default_kernel_rules_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../probes/rules/kernel-monitor.json")
+}
+
+/// The default kernel rules as text, with `lookback` (`"5m"` in the file) replaced.
+pub fn default_kernel_rules(lookback: &str) -> String {
+    let text = std::fs::read_to_string(default_kernel_rules_path()).expect("read default rules");
+    assert!(
+        text.contains("\"lookback\": \"5m\""),
+        "the default kernel rules changed their lookback"
+    );
+    text.replace(
+        "\"lookback\": \"5m\"",
+        &format!("\"lookback\": \"{lookback}\""),
+    )
+}
