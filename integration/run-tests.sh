@@ -8,7 +8,7 @@ ENVD=integration/env
 export NODEPROBE_IT_BASE=${NODEPROBE_IT_BASE:-/tmp/nodeprobe-it}
 
 bash "$ENVD/services-start.sh"
-trap 'bash "$ENVD/services-stop.sh"' EXIT
+trap 'bash "$ENVD/services-stop.sh" >/dev/null 2>&1' EXIT
 set -a; . "$NODEPROBE_IT_BASE/services.env"; set +a
 
 # Manifest schema validator (PyPI), in a private venv.
@@ -28,4 +28,11 @@ export NODEPROBE_STATIC_BIN
 ls -l "$NODEPROBE_STATIC_BIN"
 echo "== cargo test"
 # Test binaries run one after another; kmsg/cgroup tests serialise themselves inside theirs.
-cargo test --workspace --no-fail-fast -- --test-threads=2
+LOG=$(mktemp /tmp/nodeprobe-test-log.XXXX)
+rc=0
+cargo test --workspace --all-targets --no-fail-fast -- --test-threads=2 2>&1 | tee "$LOG" || rc=$?
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
+     END { printf "nodeprobe: %d passed, %d failed, %d skipped\n", p, f, g }' "$LOG"
+rm -f "$LOG"
+exit "$rc"

@@ -277,7 +277,9 @@ pub fn run_blocking_with_logs(
                 }
             })
         });
+        let trim = tokio::spawn(release_code_pages_periodically());
         let r = run(config, Some(lrx), metrics, rx).await;
+        trim.abort();
         if let Some(b) = bridge {
             b.abort();
         }
@@ -288,6 +290,23 @@ pub fn run_blocking_with_logs(
         signals.abort();
         r.map(|_| crate::exit::OK)
     })
+}
+
+/// Once the agent has settled (30 s), and every 10 minutes after, let the kernel take back
+/// the code pages only start-up or rare paths used (`probes::release_code_pages`); what
+/// the steady state uses is faulted back in. Keeps the resident set at the working set.
+async fn release_code_pages_periodically() {
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    loop {
+        match probes::release_code_pages() {
+            Ok(bytes) => tracing::debug!(bytes, "released code pages"),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot release code pages; not trying again");
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {

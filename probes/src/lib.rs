@@ -17,6 +17,8 @@ pub mod registry;
 pub mod runtime;
 pub mod spot;
 pub(crate) mod sys;
+
+pub use sys::release_code_pages;
 pub mod systemd;
 pub mod timefmt;
 

@@ -48,8 +48,66 @@ pub fn async_fd_readable(
         .map_err(|e| e.into())
 }
 
+/// Drop this program's resident, read-only file pages (code and constants) from its memory:
+/// `madvise(MADV_PAGEOUT)` over every non-writable `PT_LOAD` segment of the executable.
+/// Called once the daemon has settled, so pages used only at start-up (flag parsing, rule
+/// compilation, client set-up) stop counting against the pod; pages still in use come back
+/// on their next touch. Returns the number of bytes advised. Best effort: errors (an old
+/// kernel without `MADV_PAGEOUT`) are returned and change nothing.
+pub fn release_code_pages() -> std::io::Result<usize> {
+    struct Found {
+        ranges: Vec<(usize, usize)>,
+    }
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: `dl_iterate_phdr` passes a valid `dl_phdr_info` for the duration of the
+        // call, and `data` is the `&mut Found` given below, alive for the whole iteration.
+        let (info, found) = unsafe { (&*info, &mut *(data as *mut Found)) };
+        // SAFETY: `dlpi_phdr` points at `dlpi_phnum` program headers of this object.
+        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+        for ph in phdrs {
+            if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_W == 0 {
+                let start = info.dlpi_addr as usize + ph.p_vaddr as usize;
+                found.ranges.push((start, ph.p_memsz as usize));
+            }
+        }
+        1 // the first object is the executable itself: stop there
+    }
+    let mut found = Found { ranges: Vec::new() };
+    // SAFETY: `each` only reads the headers it is given and writes to `found`, which
+    // outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(each), &mut found as *mut Found as *mut libc::c_void) };
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    let mut total = 0;
+    for (start, len) in found.ranges {
+        let aligned = start & !(page - 1);
+        let len = (start + len).div_ceil(page) * page - aligned;
+        // SAFETY: the range covers a mapped, read-only segment of our own executable;
+        // MADV_PAGEOUT only reclaims pages, which the kernel faults back in from the file
+        // on the next access, so no memory this program uses changes content.
+        let rc = unsafe { libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_PAGEOUT) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        total += len;
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn code_pages_can_be_released_and_come_back() {
+        let n = super::release_code_pages().expect("madvise MADV_PAGEOUT");
+        assert!(n > 0, "found the executable's read-only segments");
+        // code keeps running after its pages were dropped
+        assert_eq!(super::adjtimex_read().map(|_| ()).ok(), Some(()));
+    }
+
     #[test]
     fn adjtimex_reads_without_privilege_or_side_effects() {
         let t = super::adjtimex_read().expect("adjtimex read-only");
