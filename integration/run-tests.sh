@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 ENVD=integration/env
 export NODEPROBE_IT_BASE=${NODEPROBE_IT_BASE:-/tmp/nodeprobe-it}
 
-bash "$ENVD/services-start.sh"
 trap 'bash "$ENVD/services-stop.sh" >/dev/null 2>&1' EXIT
+bash "$ENVD/services-start.sh"
 set -a; . "$NODEPROBE_IT_BASE/services.env"; set +a
 
 # Manifest schema validator (PyPI), in a private venv.

@@ -41,6 +41,8 @@ pub enum DaemonError {
     Kube(#[from] KubeError),
     #[error(transparent)]
     Http(#[from] http::HttpError),
+    #[error("log monitors: {0}")]
+    Logs(#[from] probes::logs::LogError),
     #[error("starting the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
     #[error("installing the signal handler: {0}")]
@@ -239,8 +241,7 @@ pub fn run_blocking_with_logs(
         }
     }
     config.log_types = types;
-    let rt = runtime()?;
-    rt.block_on(async move {
+    block_on_then_release(runtime()?, async move {
         let (tx, rx) = watch::channel(false);
         let signals = tokio::spawn(wait_for_signal(tx));
         let (ltx, lrx) = log_channel();
@@ -249,18 +250,14 @@ pub fn run_blocking_with_logs(
             configs,
             options,
         } = logs;
-        let monitors = match probes::logs::spawn_monitors(host, configs, options, ltx) {
-            Ok(m) => {
-                for (origin, why) in &m.skipped {
-                    tracing::warn!(monitor = %origin, "log monitor not started: {why}");
-                }
-                Some(m)
-            }
-            Err(e) => {
-                tracing::error!("log monitors not started: {e}");
-                None
-            }
-        };
+        // A kernel log that cannot be read is an error to fix (CAP_SYSLOG, the /dev/kmsg
+        // mount), not something to run on without: NPD's monitor dies silently (NPD#1168).
+        let monitors = probes::logs::spawn_monitors(host, configs, options, ltx)?;
+        for (origin, why) in &monitors.skipped {
+            tracing::warn!(monitor = %origin, "log monitor not started: {why}");
+        }
+        metrics.watch_log_monitors(monitors.stats.clone());
+        let monitors = Some(monitors);
         let bridge = monitors.as_ref().map(|m| {
             let stats = m.stats.clone();
             let metrics = metrics.clone();
@@ -309,6 +306,14 @@ async fn release_code_pages_periodically() {
     }
 }
 
+/// Run the agent to completion, then drop the runtime without waiting for blocking threads
+/// stuck in the kernel (a statvfs on a hung NFS mount): exit promptly on SIGTERM.
+fn block_on_then_release<F: std::future::Future>(rt: tokio::runtime::Runtime, f: F) -> F::Output {
+    let out = rt.block_on(f);
+    rt.shutdown_timeout(Duration::from_secs(1));
+    out
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -326,8 +331,7 @@ fn run_on_runtime<F>(
 where
     F: FnOnce(&Metrics) -> Option<mpsc::Receiver<LogFinding>>,
 {
-    let rt = runtime()?;
-    rt.block_on(async move {
+    block_on_then_release(runtime()?, async move {
         let (tx, rx) = watch::channel(false);
         let signals = tokio::spawn(wait_for_signal(tx));
         let logs = logs(&metrics);

@@ -210,6 +210,9 @@ struct Tracked {
     source: String,
     /// Candidate status and how many consecutive results asked for it.
     pending: Option<(ConditionStatus, u32)>,
+    /// The probe's temporary problem event was sent for the current outage (a stretch of
+    /// True, possibly interrupted by Unknown); cleared when the condition turns False.
+    announced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -338,6 +341,7 @@ impl StateKeeper {
                             current: new.clone(),
                             source: source.to_string(),
                             pending: None,
+                            announced: status == ConditionStatus::True,
                         },
                     );
                     out.conditions_changed = true;
@@ -347,12 +351,15 @@ impl StateKeeper {
                     return out;
                 }
             };
+            // A condition adopted True from the Node (agent restart) was announced already.
+            let announced = initial.status == ConditionStatus::True;
             self.conditions.insert(
                 ty.clone(),
                 Tracked {
                     current: initial,
                     source: source.to_string(),
                     pending: None,
+                    announced,
                 },
             );
             out.conditions_changed = true;
@@ -389,8 +396,16 @@ impl StateKeeper {
         }
         t.pending = None;
         t.current = new.clone();
+        // Once per outage: True -> Unknown -> True (a timeout mid-outage) is the same outage.
+        let announce = status == ConditionStatus::True && !t.announced;
+        match status {
+            ConditionStatus::True => t.announced = true,
+            ConditionStatus::False => t.announced = false,
+            ConditionStatus::Unknown => {}
+        }
         out.conditions_changed = true;
-        self.transition_events(&new, source, spec.problem_event, now, &mut out);
+        let problem_event = spec.problem_event.filter(|_| announce);
+        self.transition_events(&new, source, problem_event, now, &mut out);
         out
     }
 
@@ -489,6 +504,7 @@ impl StateKeeper {
                         current: current.clone(),
                         source: u.source.clone(),
                         pending: None,
+                        announced: false,
                     },
                 );
                 out.conditions_changed = differs || newly_tracked;
@@ -856,6 +872,33 @@ mod tests {
             );
             assert!(o.events.is_empty());
         }
+    }
+
+    #[test]
+    fn problem_event_not_repeated_when_unknown_interrupts_an_outage() {
+        let mut k = keeper();
+        let mut count = |n: u64, outcome: Outcome| {
+            let o = k.on_probe_run(&run("runtime", RT, outcome), t(n));
+            o.events
+                .iter()
+                .filter(|e| e.reason == "RuntimeDaemonOffline" && e.message == "down")
+                .count()
+        };
+        assert_eq!(count(0, Outcome::ok()), 0);
+        assert_eq!(
+            count(1, Outcome::problem("RuntimeDaemonOffline", "down")),
+            1
+        );
+        assert_eq!(count(2, Outcome::unknown("timed out")), 0);
+        assert_eq!(
+            count(3, Outcome::problem("RuntimeDaemonOffline", "down")),
+            0
+        );
+        assert_eq!(count(4, Outcome::ok()), 0);
+        assert_eq!(
+            count(5, Outcome::problem("RuntimeDaemonOffline", "down")),
+            1
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ TOML
 containerd --config "$D/config.toml" > "$D/containerd.log" 2>&1 < /dev/null &
 echo $! > "$D/containerd.pid"
 for _ in $(seq 1 200); do
-  ctr --address "$D/containerd.sock" version >/dev/null 2>&1 && { echo "$D/containerd.sock"; exit 0; }
+  timeout 2 ctr --address "$D/containerd.sock" version >/dev/null 2>&1 && { echo "$D/containerd.sock"; exit 0; }
   kill -0 "$(cat "$D/containerd.pid")" 2>/dev/null || break
   sleep 0.05
 done

@@ -5,4 +5,4 @@ D=$1
 np_stop_pid "$D/containerd.pid"
 for s in $(pgrep -f -- "-address $D/containerd.sock"); do kill -TERM "$s" 2>/dev/null; done
 np_umount_under "$D"
-rm -rf "$D"
+rm -rf --one-file-system "$D"

@@ -10,7 +10,7 @@ dockerd --data-root "$D/data" --exec-root "$D/exec" --pidfile "$D/dockerd.pid" \
   "${extra[@]}" > "$D/dockerd.log" 2>&1 < /dev/null &
 echo $! > "$D/dockerd.bgpid"
 for _ in $(seq 1 400); do
-  [ "$(curl -s --unix-socket "$D/docker.sock" http://x/_ping 2>/dev/null)" = OK ] && { echo "$D/docker.sock"; exit 0; }
+  [ "$(curl -s -m 2 --unix-socket "$D/docker.sock" http://x/_ping 2>/dev/null)" = OK ] && { echo "$D/docker.sock"; exit 0; }
   kill -0 "$(cat "$D/dockerd.bgpid")" 2>/dev/null || break
   sleep 0.05
 done

@@ -11,6 +11,7 @@ np_stop_pid() { # np_stop_pid PIDFILE [TRIES]: TERM, wait, then KILL
   for _ in $(seq 1 "${2:-100}"); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
   kill -KILL "$pid" 2>/dev/null; return 0
 }
-np_umount_under() { # lazily unmount everything mounted below DIR
-  grep -o " $1[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
+np_umount_under() { # lazily unmount DIR and everything mounted below it (exact prefix)
+  awk -v d="$1" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/mounts | sort -r |
+    while read -r m; do umount -l "$m"; done
 }

@@ -32,7 +32,7 @@ U="$BASE/sd/systemd/user"
 for u in chronyd chrony ntpd ntp systemd-timesyncd containerd docker; do
   printf '[Unit]\nDescription=fake %s for nodeprobe tests\n[Service]\nExecStart=/bin/sleep infinity\n' "$u" > "$U/$u.service"
 done
-busctl --address="$BUS" call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager Reload
+busctl --timeout=10 --address="$BUS" call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager Reload
 { echo "NODEPROBE_IT_SYSTEMD_BUS=$BUS"; echo "NODEPROBE_IT_SYSTEMD_UNIT_DIR=$U"; } >> "$ENV"
 log "systemd --user: $BUS"
 

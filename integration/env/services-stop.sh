@@ -8,4 +8,4 @@ BASE=${NODEPROBE_IT_BASE:-/tmp/nodeprobe-it}
 "$HERE/chrony-stop.sh" "$BASE/chrony" &
 "$HERE/systemd-stop.sh" "$BASE/sd" "nodeprobe-it-sd-$(basename "$BASE")" &
 wait
-rm -rf "$BASE"
+rm -rf --one-file-system "$BASE"

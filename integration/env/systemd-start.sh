@@ -22,7 +22,7 @@ export DBUS_SESSION_BUS_ADDRESS="unix:path=$D/bus"
 ) > "$D/systemd.log" 2>&1 < /dev/null &
 echo $! > "$D/systemd.pid"
 for _ in $(seq 1 200); do
-  busctl --address="$DBUS_SESSION_BUS_ADDRESS" get-property org.freedesktop.systemd1 /org/freedesktop/systemd1 \
+  busctl --timeout=2 --address="$DBUS_SESSION_BUS_ADDRESS" get-property org.freedesktop.systemd1 /org/freedesktop/systemd1 \
     org.freedesktop.systemd1.Manager SystemState >/dev/null 2>&1 && { echo "$DBUS_SESSION_BUS_ADDRESS"; exit 0; }
   sleep 0.05
 done

@@ -8,4 +8,4 @@ for h in /sys/fs/cgroup/*/; do
   find "$d" -name cgroup.procs | while read -r f; do for p in $(cat "$f"); do echo "$p" > "${h%/}/cgroup.procs" 2>/dev/null; done; done
   find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
 done
-rm -rf "$D"
+rm -rf --one-file-system "$D"

@@ -406,7 +406,7 @@ fn hung_dependencies_do_not_delay_other_probes() {
         "--network-dns-timeout",
         "1s",
     ]);
-    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    assert!(took < Duration::from_millis(4000), "took {took:?}");
     let spot = spot_line(&r);
     assert_eq!(spot["status"], "Unknown", "{spot}");
     let net = r.result("NetworkProblem");

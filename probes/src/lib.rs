@@ -242,6 +242,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("invalid duration {s:?}: must be greater than zero"));
     }
+    // Far beyond any sensible period, and safe to add to an Instant.
+    const MAX_SECS: f64 = 366.0 * 86_400.0;
+    if secs > MAX_SECS {
+        return Err(format!("invalid duration {s:?}: at most 366 days"));
+    }
     Ok(Duration::from_secs_f64(secs))
 }
 
@@ -334,6 +339,12 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("100000000000000000000").is_err());
+        assert!(parse_duration("367d").is_err());
+        assert_eq!(
+            parse_duration("8784h"),
+            Ok(Duration::from_secs(366 * 86_400))
+        );
         assert!(parse_duration("3 days").is_err());
         assert!(parse_duration("").is_err());
         assert_eq!(humanize(Duration::from_secs(30)), "30s");

@@ -51,8 +51,10 @@ pub struct PidSample {
 
 /// Number of threads from the contents of `/proc/<pid>/stat` (field 20). The command
 /// name (field 2) may contain spaces and parentheses, so parsing starts after the last `)`.
-pub fn parse_stat_num_threads(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
+/// The command name is arbitrary bytes (`PR_SET_NAME`), so this works on bytes.
+pub fn parse_stat_num_threads(stat: &[u8]) -> Option<u64> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
     // After ')' come field 3 (state) onwards; num_threads is field 20 => index 17.
     rest.split_ascii_whitespace().nth(17)?.parse().ok()
 }
@@ -93,7 +95,7 @@ fn count_tasks(proc_root: &Path) -> Result<u64, String> {
     let entries =
         std::fs::read_dir(proc_root).map_err(|e| format!("read {}: {e}", proc_root.display()))?;
     let mut tasks = 0u64;
-    let mut buf = String::with_capacity(512);
+    let mut buf = Vec::with_capacity(512);
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
@@ -106,7 +108,7 @@ fn count_tasks(proc_root: &Path) -> Result<u64, String> {
             continue; // exited since readdir
         };
         use std::io::Read;
-        if f.read_to_string(&mut buf).is_err() {
+        if f.read_to_end(&mut buf).is_err() {
             continue;
         }
         // A process whose stat cannot be parsed still holds at least one PID.
@@ -169,9 +171,12 @@ mod tests {
 
     #[test]
     fn num_threads_survives_parentheses_in_comm() {
-        assert_eq!(parse_stat_num_threads(STAT), Some(7));
-        assert_eq!(parse_stat_num_threads("garbage"), None);
-        assert_eq!(parse_stat_num_threads("1 (x) S 1 2"), None);
+        assert_eq!(parse_stat_num_threads(STAT.as_bytes()), Some(7));
+        assert_eq!(parse_stat_num_threads(b"garbage"), None);
+        let mut odd = b"77 (\xff\xfe) S".to_vec();
+        odd.extend_from_slice(b" 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 4 0 1 1 1");
+        assert_eq!(parse_stat_num_threads(&odd), Some(4), "non-UTF-8 comm");
+        assert_eq!(parse_stat_num_threads(b"1 (x) S 1 2"), None);
     }
 
     #[test]

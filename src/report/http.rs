@@ -56,7 +56,18 @@ pub fn status_route(shared: &Shared, method: &Method, path: &str) -> Response<Fu
         return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
     }
     match path {
-        "/healthz" => reply(StatusCode::OK, TEXT, "ok"),
+        "/healthz" => {
+            let stopped = shared.metrics.stopped_log_monitors();
+            if stopped.is_empty() {
+                reply(StatusCode::OK, TEXT, "ok")
+            } else {
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    TEXT,
+                    format!("log monitor stopped: {}", stopped.join(", ")),
+                )
+            }
+        }
         "/readyz" => {
             if shared.ready.load(Ordering::Relaxed) {
                 reply(StatusCode::OK, TEXT, "ok")

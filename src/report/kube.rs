@@ -651,7 +651,11 @@ impl EventWriter {
                 let pod_api: Api<Event> = Api::namespaced(client.clone(), &p.namespace);
                 let involved = json!({"apiVersion": "v1", "kind": "Pod", "namespace": p.namespace,
                     "name": p.name, "uid": p.uid});
-                let name = format!("{}.{}", p.name, ev.name.rsplit('.').next().unwrap_or("0"));
+                // An object name has at most 253 characters: shorten long pod names.
+                let suffix = ev.name.rsplit('.').next().unwrap_or("0");
+                let room = 253usize.saturating_sub(suffix.len() + 1);
+                let base: String = p.name.chars().take(room).collect();
+                let name = format!("{base}.{suffix}");
                 let obj = event_object(ev, &name, &p.namespace, involved, &message, &self.node);
                 if let Err(e) = create(&pod_api, obj).await {
                     if e.status() != Some(409) {

@@ -30,6 +30,8 @@ fn duration_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// The running log monitors, for `/healthz`.
+    log_monitors: Mutex<Vec<std::sync::Arc<probes::logs::MonitorStats>>>,
     /// NPD `problem_counter{reason}`: problem events emitted. Exposed with gauge type so the
     /// series keeps NPD's name (an OpenMetrics counter must end in `_total`).
     pub problem_counter: Family<Labels, Gauge>,
@@ -141,6 +143,7 @@ impl Metrics {
             kmsg_records_read,
             kmsg_records_lost,
             gauge_reasons: Mutex::new(Default::default()),
+            log_monitors: Mutex::new(Vec::new()),
         }
     }
 
@@ -166,6 +169,28 @@ impl Metrics {
     }
 
     /// Initialise `problem_counter{reason}` for a temporary rule's reason.
+    /// Watch these log monitors for `/healthz`.
+    pub fn watch_log_monitors(&self, stats: Vec<std::sync::Arc<probes::logs::MonitorStats>>) {
+        if let Ok(mut m) = self.log_monitors.lock() {
+            *m = stats;
+        }
+    }
+
+    /// Sources of log monitors that started and have since stopped (a dead kernel log
+    /// reader must not look healthy, NPD#1168).
+    pub fn stopped_log_monitors(&self) -> Vec<String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.log_monitors
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|s| s.ready.load(Relaxed) && !s.running.load(Relaxed))
+                    .map(|s| s.source.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn init_reason(&self, reason: &str) {
         self.problem_counter
             .get_or_create(&labels(&[("reason", reason)]))
@@ -242,6 +267,21 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_stopped_log_monitor_is_reported() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = Metrics::new();
+        assert!(m.stopped_log_monitors().is_empty());
+        let st = std::sync::Arc::new(probes::logs::MonitorStats::new("kernel-monitor"));
+        m.watch_log_monitors(vec![st.clone()]);
+        assert!(m.stopped_log_monitors().is_empty(), "not started yet");
+        st.running.store(true, Relaxed);
+        st.ready.store(true, Relaxed);
+        assert!(m.stopped_log_monitors().is_empty());
+        st.running.store(false, Relaxed);
+        assert_eq!(m.stopped_log_monitors(), vec!["kernel-monitor".to_string()]);
+    }
     use super::*;
 
     const SPEC: ConditionSpec = ConditionSpec {

@@ -167,7 +167,7 @@ impl KmsgDecoder {
         match parse_record(raw) {
             Ok(rec) => {
                 if let Some(last) = self.last_seq {
-                    if rec.seq > last + 1 {
+                    if rec.seq > last.saturating_add(1) {
                         self.stats
                             .records_lost
                             .fetch_add(rec.seq - last - 1, Ordering::Relaxed);
