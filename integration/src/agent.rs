@@ -110,6 +110,8 @@ impl Agent {
             .arg(rules)
             .arg("--state-dir")
             .arg(&state_dir)
+            // the machine's kernel log, whatever --host-root the test uses for the probes
+            .args(["--kmsg-path", "/dev/kmsg"])
             .args(["--hostname-override", NODE, "--kubeconfig"])
             .arg(&kubeconfig)
             .arg("--host-root")
