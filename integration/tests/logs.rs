@@ -8,6 +8,7 @@
 #![allow(clippy::disallowed_methods)] // tests start real components and the binary
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -653,10 +654,30 @@ fn ring_overrun_is_counted_and_reading_goes_on() {
     let mut w = Watcher::start(Some(&rules), &tmp.path().join("state"), tmp.path());
     let pid = w.child.id().to_string();
     Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    // A reader of our own, positioned at the newest record now: once a read on it fails
+    // with EPIPE, the ring has wrapped past where the stopped monitor was too. Flood until
+    // then (whatever the ring size), bounded at 20,000 lines (~18 MiB).
+    let mut probe = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .expect("open /dev/kmsg for reading");
+    std::io::Seek::seek(&mut probe, std::io::SeekFrom::End(0)).expect("seek kmsg end");
     let filler = "x".repeat(900);
-    for i in 0..300 {
-        kmsg_write(7, &format!("{m}: flood {i} {filler}"));
+    let mut overrun = false;
+    let mut i = 0;
+    while !overrun && i < 20_000 {
+        for _ in 0..50 {
+            kmsg_write(7, &format!("{m}: flood {i} {filler}"));
+            i += 1;
+        }
+        let mut buf = [0u8; 8192];
+        overrun = matches!(
+            std::io::Read::read(&mut probe, &mut buf),
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE)
+        );
     }
+    assert!(overrun, "the ring did not wrap after {i} lines");
     Command::new("kill").args(["-CONT", &pid]).status().unwrap();
     kmsg_write(4, &format!("{m}: after the flood"));
     w.wait_for("rule line after the flood", Duration::from_secs(15), |v| {
