@@ -446,7 +446,7 @@ impl FileMonitor {
                 }
             }
         }
-        let mut persist = Persist {
+        let persist = Persist {
             path: self.state_path.clone(),
             boot_id: self.boot_id.clone(),
             last_write: std::time::Instant::now(),
@@ -461,8 +461,13 @@ impl FileMonitor {
             }
         }
         let mut cur: Option<Open> = None;
-        let mut pending: Vec<u8> = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut lines = Lines {
+            pending: Vec::new(),
+            buf: vec![0u8; 64 * 1024],
+            matcher,
+            persist,
+            since,
+        };
         let mut warned_open = false;
         let mut first = true;
         while !self.stopping() {
@@ -483,69 +488,20 @@ impl FileMonitor {
             }
             if let Some(o) = cur.as_mut() {
                 // read what is there
-                loop {
-                    match o.file.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            pending.extend_from_slice(&buf[..n]);
-                            while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
-                                let line: Vec<u8> = pending.drain(..=nl).collect();
-                                o.offset += line.len() as u64;
-                                let text = String::from_utf8_lossy(&line[..line.len() - 1]);
-                                self.stats.records_read.fetch_add(1, Ordering::Relaxed);
-                                if self
-                                    .config
-                                    .skip_list
-                                    .iter()
-                                    .any(|s| text.contains(s.as_str()))
-                                {
-                                    continue;
-                                }
-                                let Some((at, msg)) =
-                                    self.translator.translate(&text, SystemTime::now())
-                                else {
-                                    self.stats.parse_errors.fetch_add(1, Ordering::Relaxed);
-                                    continue;
-                                };
-                                if at < since {
-                                    continue;
-                                }
-                                let (findings, _) = matcher.push(&msg, at);
-                                persist.file = Some((o.inode, o.offset));
-                                persist.dirty = true;
-                                if !findings.is_empty() {
-                                    persist.save(&self.stats, None, &matcher.conditions);
-                                    for f in findings {
-                                        if self.tx.blocking_send(f).is_err() {
-                                            return;
-                                        }
-                                    }
-                                }
-                            }
-                            if pending.len() > MAX_LINE {
-                                o.offset += pending.len() as u64;
-                                pending.clear();
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(error = %e, "reading the log file failed");
-                            break;
-                        }
-                    }
+                if self.read_available(o, &mut lines, u64::MAX) == ReadEnd::Gone {
+                    return;
                 }
-                persist.file = Some((o.inode, o.offset));
+                lines.persist.file = Some((o.inode, o.offset));
                 // rotation (a new file at the path) or truncation
                 match std::fs::metadata(&self.path) {
                     Ok(m) if m.ino() != o.inode => {
                         cur = None;
-                        pending.clear();
+                        lines.pending.clear();
                         start = Some(0);
                     }
                     Ok(m) if m.len() < o.offset => {
                         cur = None;
-                        pending.clear();
+                        lines.pending.clear();
                         start = Some(0);
                     }
                     _ => {}
@@ -555,9 +511,11 @@ impl FileMonitor {
                 first = false;
                 self.stats.ready.store(true, Ordering::Relaxed);
             }
-            let cleared = matcher.conditions.expire(SystemTime::now());
-            if !cleared.is_empty() || persist.dirty {
-                persist.save(&self.stats, None, &matcher.conditions);
+            let cleared = lines.matcher.conditions.expire(SystemTime::now());
+            if !cleared.is_empty() || lines.persist.dirty {
+                lines
+                    .persist
+                    .save(&self.stats, None, &lines.matcher.conditions);
             }
             for u in cleared {
                 if self.tx.blocking_send(LogFinding::Condition(u)).is_err() {
@@ -568,9 +526,116 @@ impl FileMonitor {
                 break;
             }
         }
-        persist.save(&self.stats, None, &matcher.conditions);
+        lines
+            .persist
+            .save(&self.stats, None, &lines.matcher.conditions);
         self.stats.running.store(false, Ordering::Relaxed);
     }
+
+    /// Read `o` to its end, or `limit` bytes, matching each complete line.
+    fn read_available(&self, o: &mut Open, lines: &mut Lines, limit: u64) -> ReadEnd {
+        let mut left = limit;
+        while left > 0 {
+            let want = lines
+                .buf
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            match o.file.read(&mut lines.buf[..want]) {
+                Ok(0) => return ReadEnd::Eof,
+                Ok(n) => {
+                    left = left.saturating_sub(n as u64);
+                    let Lines { pending, buf, .. } = &mut *lines;
+                    pending.extend_from_slice(&buf[..n]);
+                    if !self.match_lines(o, lines) {
+                        return ReadEnd::Gone;
+                    }
+                    if lines.pending.len() > MAX_LINE {
+                        o.offset += lines.pending.len() as u64;
+                        lines.pending.clear();
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "reading the log file failed");
+                    return ReadEnd::Error;
+                }
+            }
+        }
+        ReadEnd::Limit
+    }
+
+    /// Match every complete line in `lines.pending`: one scan and one drain per call, not
+    /// per line. False when the receiver is gone.
+    fn match_lines(&self, o: &mut Open, lines: &mut Lines) -> bool {
+        let Lines {
+            pending,
+            matcher,
+            persist,
+            since,
+            ..
+        } = lines;
+        let mut start = 0;
+        let mut gone = false;
+        while let Some(rel) = pending[start..].iter().position(|b| *b == b'\n') {
+            let line = &pending[start..start + rel];
+            start += rel + 1;
+            o.offset += rel as u64 + 1;
+            let text = String::from_utf8_lossy(line);
+            self.stats.records_read.fetch_add(1, Ordering::Relaxed);
+            if self
+                .config
+                .skip_list
+                .iter()
+                .any(|s| text.contains(s.as_str()))
+            {
+                continue;
+            }
+            let Some((at, msg)) = self.translator.translate(&text, SystemTime::now()) else {
+                self.stats.parse_errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            if at < *since {
+                continue;
+            }
+            let (findings, _) = matcher.push(&msg, at);
+            persist.file = Some((o.inode, o.offset));
+            persist.dirty = true;
+            if !findings.is_empty() {
+                persist.save(&self.stats, None, &matcher.conditions);
+                for f in findings {
+                    if self.tx.blocking_send(f).is_err() {
+                        gone = true;
+                        break;
+                    }
+                }
+                if gone {
+                    break;
+                }
+            }
+        }
+        pending.drain(..start);
+        !gone
+    }
+}
+
+/// Reading state of a file monitor.
+struct Lines {
+    /// Bytes read but not yet matched: the start of a line without its newline.
+    pending: Vec<u8>,
+    buf: Vec<u8>,
+    matcher: Matcher,
+    persist: Persist,
+    since: SystemTime,
+}
+
+/// How [`FileMonitor::read_available`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadEnd {
+    Eof,
+    Limit,
+    Error,
+    Gone,
 }
 
 #[cfg(test)]
