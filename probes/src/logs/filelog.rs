@@ -495,11 +495,25 @@ impl FileMonitor {
                 // rotation (a new file at the path) or truncation
                 match std::fs::metadata(&self.path) {
                     Ok(m) if m.ino() != o.inode => {
+                        // Rotated: finish the old file first (lines written after the read
+                        // above, and a last line without a newline), then follow the new one.
+                        match self.read_available(o, &mut lines, ROTATED_TAIL_MAX) {
+                            ReadEnd::Gone => return,
+                            ReadEnd::Eof if !lines.pending.is_empty() => {
+                                lines.pending.push(b'\n');
+                                if !self.match_lines(o, &mut lines) {
+                                    return;
+                                }
+                            }
+                            _ => {}
+                        }
                         cur = None;
                         lines.pending.clear();
                         start = Some(0);
                     }
                     Ok(m) if m.len() < o.offset => {
+                        // Truncated (copytruncate): what was cut is gone, and so is the rest
+                        // of a partial line; read the file again from its start.
                         cur = None;
                         lines.pending.clear();
                         start = Some(0);
@@ -619,6 +633,9 @@ impl FileMonitor {
     }
 }
 
+/// Most of a rotated file's tail read before following the new file.
+const ROTATED_TAIL_MAX: u64 = 4 << 20;
+
 /// Reading state of a file monitor.
 struct Lines {
     /// Bytes read but not yet matched: the start of a line without its newline.
@@ -650,6 +667,122 @@ mod tests {
                     + mi * 60
                     + s) as u64,
             )
+    }
+
+    /// `Nov 27 07:15:15` for now (UTC), as a syslog line starts.
+    fn syslog_now() -> String {
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let (_, m, d) = crate::timefmt::civil_from_days(secs.div_euclid(86_400));
+        let rem = secs.rem_euclid(86_400);
+        format!(
+            "{} {d:>2} {:02}:{:02}:{:02}",
+            MONTHS[m as usize - 1],
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60
+        )
+    }
+
+    fn kernel_line(msg: &str) -> String {
+        format!("{} node1 kernel: [ 1234.5678] {msg}", syslog_now())
+    }
+
+    /// A rotation right after lines were appended (between two polls of the monitor): the
+    /// old file's tail, including a last line without a newline, is matched before the new
+    /// file is followed. The runtime's only blocking thread is taken by a stuck task, so
+    /// this also shows that the monitor does not need the blocking pool.
+    #[test]
+    fn rotation_keeps_the_old_files_tail() {
+        use std::io::Write;
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("kern.log");
+        std::fs::write(&log, "").unwrap();
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/npd-config/kernel-monitor-filelog.json");
+        let text = std::fs::read_to_string(fixture).unwrap().replace(
+            "\"/var/log/kern.log\"",
+            &format!("{:?}", log.to_str().unwrap()),
+        );
+        let config = MonitorConfig::parse("kernel-monitor-filelog.json", text.as_bytes()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(1)
+            .build()
+            .unwrap();
+        let (release, stuck) = std::sync::mpsc::channel::<()>();
+        let blocker = rt.spawn_blocking(move || stuck.recv_timeout(Duration::from_secs(60)));
+        let events = rt.block_on(async {
+            let (tx, mut rx) = mpsc::channel(64);
+            let monitors = crate::logs::spawn_monitors(
+                crate::HostPaths::new("/"),
+                vec![config],
+                crate::logs::MonitorOptions {
+                    state_dir: tmp.path().join("state"),
+                    kmsg_path: None,
+                },
+                tx,
+            )
+            .unwrap();
+            let stats = Arc::clone(&monitors.stats[0]);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !stats.ready.load(Ordering::Relaxed) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "monitor never started"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // Between two polls: append a line and a line without its newline, rotate.
+            let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+            writeln!(
+                f,
+                "{}",
+                kernel_line("INFO: task tail-a:1 blocked for more than 120 seconds.")
+            )
+            .unwrap();
+            write!(
+                f,
+                "{}",
+                kernel_line("INFO: task tail-b:2 blocked for more than 120 seconds.")
+            )
+            .unwrap();
+            drop(f);
+            std::fs::rename(&log, tmp.path().join("kern.log.1")).unwrap();
+            std::fs::write(
+                &log,
+                format!(
+                    "{}\n",
+                    kernel_line("INFO: task new-c:3 blocked for more than 120 seconds.")
+                ),
+            )
+            .unwrap();
+            let mut events = Vec::new();
+            while events.len() < 3 {
+                match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                    Ok(Some(LogFinding::Event(e))) => events.push(e.message),
+                    Ok(Some(LogFinding::Condition(_))) => {}
+                    other => panic!("after {events:?}: {other:?}"),
+                }
+            }
+            monitors.shutdown().await;
+            events
+        });
+        release.send(()).unwrap();
+        assert!(rt.block_on(blocker).unwrap().is_ok());
+        assert_eq!(
+            events,
+            [
+                "INFO: task tail-a:1 blocked for more than 120 seconds.",
+                "INFO: task tail-b:2 blocked for more than 120 seconds.",
+                "INFO: task new-c:3 blocked for more than 120 seconds.",
+            ]
+        );
     }
 
     #[test]
