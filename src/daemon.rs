@@ -510,8 +510,10 @@ pub async fn run(
         probe_tasks.push(tokio::spawn(async move {
             // Stagger the first runs a little so they do not all start at once.
             tokio::time::sleep(Duration::from_millis(20 * i as u64)).await;
+            // Does not start a check while a blocking call of an earlier one is stuck.
+            let mut runner = probes::PeriodicProbe::new(Arc::clone(&probe));
             loop {
-                let run = probes::run_probe(probe.as_ref()).await;
+                let run = runner.run().await;
                 if tx.send(Input::Probe(run)).await.is_err() {
                     return;
                 }

@@ -172,23 +172,112 @@ pub async fn run_probe(probe: &dyn Probe) -> ProbeRun {
     let timeout = probe.timeout();
     let findings = match tokio::time::timeout(timeout, probe.check()).await {
         Ok(findings) => findings,
-        Err(_) => probe
-            .conditions()
-            .iter()
-            .map(|spec| Finding {
-                spec: *spec,
-                outcome: Outcome::unknown(format!(
-                    "{} check did not finish within {}",
-                    probe.name(),
-                    humanize(timeout)
-                )),
-            })
-            .collect(),
+        Err(_) => all_unknown(probe, &timed_out(probe)),
     };
     ProbeRun {
         probe: probe.name(),
         findings,
         duration: started.elapsed(),
+    }
+}
+
+fn timed_out(probe: &dyn Probe) -> String {
+    format!(
+        "{} check did not finish within {}",
+        probe.name(),
+        humanize(probe.timeout())
+    )
+}
+
+fn all_unknown(probe: &dyn Probe, error: &str) -> Findings {
+    probe
+        .conditions()
+        .iter()
+        .map(|spec| Finding {
+            spec: *spec,
+            outcome: Outcome::unknown(error.to_string()),
+        })
+        .collect()
+}
+
+/// Blocking calls of one probe's checks that have not returned yet (see [`PeriodicProbe`]).
+#[derive(Debug, Default)]
+struct InFlight(std::sync::atomic::AtomicUsize);
+
+tokio::task_local! {
+    static IN_FLIGHT: std::sync::Arc<InFlight>;
+}
+
+/// Decrements the in-flight count when the blocking closure returns or panics.
+struct InFlightGuard(std::sync::Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0 .0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Runs one probe periodically (daemon mode) without piling up stuck blocking calls.
+///
+/// A check that overruns its deadline reports `Unknown` like [`run_probe`] and is
+/// cancelled, but a [`blocking`] call it made (a `statvfs` on a hung NFS mount) cannot be:
+/// it keeps a thread of the runtime's small blocking pool. While such a call has not
+/// returned, later runs report `Unknown` ("previous check still running") without starting
+/// another check, so a hung mount holds at most one pool thread per probe instead of one
+/// more every interval.
+pub struct PeriodicProbe {
+    probe: std::sync::Arc<dyn Probe>,
+    in_flight: std::sync::Arc<InFlight>,
+    /// Start of the last check that overran its deadline.
+    overran_at: Option<std::time::SystemTime>,
+}
+
+impl PeriodicProbe {
+    pub fn new(probe: std::sync::Arc<dyn Probe>) -> Self {
+        PeriodicProbe {
+            probe,
+            in_flight: std::sync::Arc::default(),
+            overran_at: None,
+        }
+    }
+
+    pub fn probe(&self) -> &dyn Probe {
+        self.probe.as_ref()
+    }
+
+    /// Run the probe once under its deadline (see the type's documentation).
+    pub async fn run(&mut self) -> ProbeRun {
+        let started = Instant::now();
+        let probe = self.probe.as_ref();
+        if self.in_flight.0.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            let since = self
+                .overran_at
+                .map(timefmt::rfc3339)
+                .unwrap_or_else(|| "an earlier check".to_string());
+            let error = format!(
+                "{} check not started: the previous check is still running (stuck since {since})",
+                probe.name()
+            );
+            return ProbeRun {
+                probe: probe.name(),
+                findings: all_unknown(probe, &error),
+                duration: started.elapsed(),
+            };
+        }
+        let since = std::time::SystemTime::now();
+        let check = IN_FLIGHT.scope(std::sync::Arc::clone(&self.in_flight), probe.check());
+        let findings = match tokio::time::timeout(probe.timeout(), check).await {
+            Ok(findings) => findings,
+            Err(_) => {
+                self.overran_at = Some(since);
+                all_unknown(probe, &timed_out(probe))
+            }
+        };
+        ProbeRun {
+            probe: probe.name(),
+            findings,
+            duration: started.elapsed(),
+        }
     }
 }
 
@@ -199,9 +288,20 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| format!("check task failed: {e}"))
+    // Inside a [`PeriodicProbe`] check: count the call until the closure returns, even when
+    // the check is cancelled at its deadline.
+    let guard = IN_FLIGHT
+        .try_with(|c| {
+            c.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            InFlightGuard(std::sync::Arc::clone(c))
+        })
+        .ok();
+    tokio::task::spawn_blocking(move || {
+        let _guard = guard;
+        f()
+    })
+    .await
+    .map_err(|e| format!("check task failed: {e}"))
 }
 
 /// Convenience for single-condition probes.
@@ -308,6 +408,98 @@ mod tests {
             }
             other => panic!("expected Unknown, got {other:?}"),
         }
+    }
+
+    /// A probe whose blocking work waits on a channel (a statvfs on a hung mount).
+    struct Hung {
+        rx: std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>,
+        checks: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        threads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+    impl Probe for Hung {
+        fn name(&self) -> &'static str {
+            "hung"
+        }
+        fn conditions(&self) -> &[ConditionSpec] {
+            std::slice::from_ref(&SPEC)
+        }
+        fn timeout(&self) -> Duration {
+            Duration::from_millis(50)
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_secs(1)
+        }
+        fn check(&self) -> CheckFuture<'_> {
+            use std::sync::atomic::Ordering;
+            self.checks.fetch_add(1, Ordering::SeqCst);
+            let rx = std::sync::Arc::clone(&self.rx);
+            let threads = std::sync::Arc::clone(&self.threads);
+            Box::pin(async move {
+                let got = blocking(move || {
+                    threads.fetch_add(1, Ordering::SeqCst);
+                    let rx = rx.lock().map_err(|_| ())?;
+                    rx.recv_timeout(Duration::from_secs(20)).map_err(|_| ())
+                })
+                .await;
+                match got {
+                    Ok(Ok(())) => single(SPEC, Outcome::ok()),
+                    other => single(SPEC, Outcome::unknown(format!("{other:?}"))),
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stuck_blocking_call_is_not_started_again() {
+        use std::sync::atomic::Ordering;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let checks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut p = PeriodicProbe::new(std::sync::Arc::new(Hung {
+            rx: std::sync::Arc::new(std::sync::Mutex::new(rx)),
+            checks: checks.clone(),
+            threads: threads.clone(),
+        }));
+        let unknown = |run: &ProbeRun| match &run.findings[..] {
+            [Finding {
+                outcome: Outcome::Unknown { error },
+                ..
+            }] => error.clone(),
+            other => panic!("expected one Unknown, got {other:?}"),
+        };
+
+        let first = p.run().await;
+        assert_eq!(unknown(&first), "hung check did not finish within 50ms");
+        for _ in 0..3 {
+            let again = p.run().await;
+            let error = unknown(&again);
+            assert!(
+                error.starts_with(
+                    "hung check not started: the previous check is still running (stuck since 20"
+                ),
+                "{error}"
+            );
+            assert!(again.duration < Duration::from_millis(50));
+        }
+        assert_eq!(checks.load(Ordering::SeqCst), 1, "no second check started");
+        assert_eq!(threads.load(Ordering::SeqCst), 1, "no second blocking call");
+
+        // The mount recovers: the stuck call returns, and the next run checks again.
+        tx.send(()).unwrap();
+        tx.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while p.in_flight.0.load(Ordering::SeqCst) > 0 {
+            assert!(Instant::now() < deadline, "stuck call never returned");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let recovered = p.run().await;
+        assert_eq!(recovered.findings[0].outcome, Outcome::ok());
+        assert_eq!(checks.load(Ordering::SeqCst), 2);
+        assert_eq!(threads.load(Ordering::SeqCst), 2);
+
+        // Outside a PeriodicProbe, blocking() is not counted.
+        assert_eq!(blocking(|| 7).await, Ok(7));
+        assert_eq!(p.in_flight.0.load(Ordering::SeqCst), 0);
     }
 
     #[test]

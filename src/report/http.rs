@@ -107,19 +107,53 @@ pub enum Server {
     Metrics,
 }
 
+/// Connections served at once; more wait in the listen backlog until one closes (the
+/// metrics port listens on every address of a hostNetwork pod).
+pub const MAX_CONNECTIONS: usize = 64;
+/// Longest life of one connection, however busy (keep-alive included).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+
 /// Bind `addr` and serve until `shutdown` is set. Returns the bound address (port 0 picks one).
 pub async fn serve(
     addr: SocketAddr,
     which: Server,
     shared: Shared,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), HttpError> {
+    serve_limited(
+        addr,
+        which,
+        shared,
+        shutdown,
+        MAX_CONNECTIONS,
+        CONNECTION_LIFETIME,
+    )
+    .await
+}
+
+async fn serve_limited(
+    addr: SocketAddr,
+    which: Server,
+    shared: Shared,
+    mut shutdown: watch::Receiver<bool>,
+    max_connections: usize,
+    lifetime: Duration,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), HttpError> {
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| HttpError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
     let handle = tokio::spawn(async move {
         loop {
+            // Accept only with a free slot: at the cap, clients wait in the backlog.
+            let slot = tokio::select! {
+                s = Arc::clone(&slots).acquire_owned() => s,
+                _ = shutdown.changed() => return,
+            };
+            let Ok(slot) = slot else {
+                return; // semaphore closed: never happens, it is not closed
+            };
             let accepted = tokio::select! {
                 a = listener.accept() => a,
                 _ = shutdown.changed() => return,
@@ -130,6 +164,7 @@ pub async fn serve(
             };
             let shared = shared.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let r = match which {
                         Server::Status => status_route(&shared, req.method(), req.uri().path()),
@@ -141,7 +176,7 @@ pub async fn serve(
                     .timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(10))
                     .serve_connection(TokioIo::new(stream), svc);
-                let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+                let _ = tokio::time::timeout(lifetime, conn).await;
             });
         }
     });
@@ -193,6 +228,83 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    /// Read whatever arrives within `d` (empty on timeout or EOF).
+    async fn read_for(c: &mut tokio::net::TcpStream, d: Duration) -> Option<String> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 4096];
+        match tokio::time::timeout(d, c.read(&mut buf)).await {
+            Ok(Ok(n)) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Ok(Err(_)) => Some(String::new()),
+            Err(_) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_are_capped_and_their_lifetime_bounded() {
+        use tokio::io::AsyncWriteExt;
+        let (s, _tx) = shared();
+        let (_stop_tx, stop) = watch::channel(false);
+        let (addr, _handle) = serve(
+            "127.0.0.1:0".parse().unwrap(),
+            Server::Status,
+            s.clone(),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        const GET: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        // 64 idle connections hold every slot.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        // Make sure the server has accepted them all: the last one gets an answer (and is
+        // replaced by a new idle one).
+        let mut last = idle.pop().unwrap();
+        last.write_all(GET).await.unwrap();
+        let r = read_for(&mut last, Duration::from_secs(5)).await;
+        assert!(r.is_some_and(|r| r.starts_with("HTTP/1.1 200")));
+        drop(last);
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The 65th waits: connected in the backlog, but not answered.
+        let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+        extra.write_all(GET).await.unwrap();
+        assert_eq!(
+            read_for(&mut extra, Duration::from_millis(700)).await,
+            None,
+            "answered beyond the cap"
+        );
+        // One idle client leaves: the waiting one is served.
+        drop(idle.pop());
+        let r = read_for(&mut extra, Duration::from_secs(5)).await;
+        assert!(
+            r.as_deref().is_some_and(|r| r.starts_with("HTTP/1.1 200")),
+            "{r:?}"
+        );
+
+        // A connection's whole life is bounded (a short lifetime here).
+        let (addr, _h) = serve_limited(
+            "127.0.0.1:0".parse().unwrap(),
+            Server::Status,
+            s,
+            stop,
+            2,
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap();
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(
+            read_for(&mut slow, Duration::from_secs(5)).await,
+            Some(String::new()),
+            "closed without an answer"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
     }
 
     #[tokio::test]

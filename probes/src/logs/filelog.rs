@@ -446,7 +446,7 @@ impl FileMonitor {
                 }
             }
         }
-        let mut persist = Persist {
+        let persist = Persist {
             path: self.state_path.clone(),
             boot_id: self.boot_id.clone(),
             last_write: std::time::Instant::now(),
@@ -461,8 +461,13 @@ impl FileMonitor {
             }
         }
         let mut cur: Option<Open> = None;
-        let mut pending: Vec<u8> = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut lines = Lines {
+            pending: Vec::new(),
+            buf: vec![0u8; 64 * 1024],
+            matcher,
+            persist,
+            since,
+        };
         let mut warned_open = false;
         let mut first = true;
         while !self.stopping() {
@@ -483,69 +488,34 @@ impl FileMonitor {
             }
             if let Some(o) = cur.as_mut() {
                 // read what is there
-                loop {
-                    match o.file.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            pending.extend_from_slice(&buf[..n]);
-                            while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
-                                let line: Vec<u8> = pending.drain(..=nl).collect();
-                                o.offset += line.len() as u64;
-                                let text = String::from_utf8_lossy(&line[..line.len() - 1]);
-                                self.stats.records_read.fetch_add(1, Ordering::Relaxed);
-                                if self
-                                    .config
-                                    .skip_list
-                                    .iter()
-                                    .any(|s| text.contains(s.as_str()))
-                                {
-                                    continue;
-                                }
-                                let Some((at, msg)) =
-                                    self.translator.translate(&text, SystemTime::now())
-                                else {
-                                    self.stats.parse_errors.fetch_add(1, Ordering::Relaxed);
-                                    continue;
-                                };
-                                if at < since {
-                                    continue;
-                                }
-                                let (findings, _) = matcher.push(&msg, at);
-                                persist.file = Some((o.inode, o.offset));
-                                persist.dirty = true;
-                                if !findings.is_empty() {
-                                    persist.save(&self.stats, None, &matcher.conditions);
-                                    for f in findings {
-                                        if self.tx.blocking_send(f).is_err() {
-                                            return;
-                                        }
-                                    }
-                                }
-                            }
-                            if pending.len() > MAX_LINE {
-                                o.offset += pending.len() as u64;
-                                pending.clear();
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(error = %e, "reading the log file failed");
-                            break;
-                        }
-                    }
+                if self.read_available(o, &mut lines, u64::MAX) == ReadEnd::Gone {
+                    return;
                 }
-                persist.file = Some((o.inode, o.offset));
+                lines.persist.file = Some((o.inode, o.offset));
                 // rotation (a new file at the path) or truncation
                 match std::fs::metadata(&self.path) {
                     Ok(m) if m.ino() != o.inode => {
+                        // Rotated: finish the old file first (lines written after the read
+                        // above, and a last line without a newline), then follow the new one.
+                        match self.read_available(o, &mut lines, ROTATED_TAIL_MAX) {
+                            ReadEnd::Gone => return,
+                            ReadEnd::Eof if !lines.pending.is_empty() => {
+                                lines.pending.push(b'\n');
+                                if !self.match_lines(o, &mut lines) {
+                                    return;
+                                }
+                            }
+                            _ => {}
+                        }
                         cur = None;
-                        pending.clear();
+                        lines.pending.clear();
                         start = Some(0);
                     }
                     Ok(m) if m.len() < o.offset => {
+                        // Truncated (copytruncate): what was cut is gone, and so is the rest
+                        // of a partial line; read the file again from its start.
                         cur = None;
-                        pending.clear();
+                        lines.pending.clear();
                         start = Some(0);
                     }
                     _ => {}
@@ -555,9 +525,11 @@ impl FileMonitor {
                 first = false;
                 self.stats.ready.store(true, Ordering::Relaxed);
             }
-            let cleared = matcher.conditions.expire(SystemTime::now());
-            if !cleared.is_empty() || persist.dirty {
-                persist.save(&self.stats, None, &matcher.conditions);
+            let cleared = lines.matcher.conditions.expire(SystemTime::now());
+            if !cleared.is_empty() || lines.persist.dirty {
+                lines
+                    .persist
+                    .save(&self.stats, None, &lines.matcher.conditions);
             }
             for u in cleared {
                 if self.tx.blocking_send(LogFinding::Condition(u)).is_err() {
@@ -568,9 +540,119 @@ impl FileMonitor {
                 break;
             }
         }
-        persist.save(&self.stats, None, &matcher.conditions);
+        lines
+            .persist
+            .save(&self.stats, None, &lines.matcher.conditions);
         self.stats.running.store(false, Ordering::Relaxed);
     }
+
+    /// Read `o` to its end, or `limit` bytes, matching each complete line.
+    fn read_available(&self, o: &mut Open, lines: &mut Lines, limit: u64) -> ReadEnd {
+        let mut left = limit;
+        while left > 0 {
+            let want = lines
+                .buf
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            match o.file.read(&mut lines.buf[..want]) {
+                Ok(0) => return ReadEnd::Eof,
+                Ok(n) => {
+                    left = left.saturating_sub(n as u64);
+                    let Lines { pending, buf, .. } = &mut *lines;
+                    pending.extend_from_slice(&buf[..n]);
+                    if !self.match_lines(o, lines) {
+                        return ReadEnd::Gone;
+                    }
+                    if lines.pending.len() > MAX_LINE {
+                        o.offset += lines.pending.len() as u64;
+                        lines.pending.clear();
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "reading the log file failed");
+                    return ReadEnd::Error;
+                }
+            }
+        }
+        ReadEnd::Limit
+    }
+
+    /// Match every complete line in `lines.pending`: one scan and one drain per call, not
+    /// per line. False when the receiver is gone.
+    fn match_lines(&self, o: &mut Open, lines: &mut Lines) -> bool {
+        let Lines {
+            pending,
+            matcher,
+            persist,
+            since,
+            ..
+        } = lines;
+        let mut start = 0;
+        let mut gone = false;
+        while let Some(rel) = pending[start..].iter().position(|b| *b == b'\n') {
+            let line = &pending[start..start + rel];
+            start += rel + 1;
+            o.offset += rel as u64 + 1;
+            let text = String::from_utf8_lossy(line);
+            self.stats.records_read.fetch_add(1, Ordering::Relaxed);
+            if self
+                .config
+                .skip_list
+                .iter()
+                .any(|s| text.contains(s.as_str()))
+            {
+                continue;
+            }
+            let Some((at, msg)) = self.translator.translate(&text, SystemTime::now()) else {
+                self.stats.parse_errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            if at < *since {
+                continue;
+            }
+            let (findings, _) = matcher.push(&msg, at);
+            persist.file = Some((o.inode, o.offset));
+            persist.dirty = true;
+            if !findings.is_empty() {
+                persist.save(&self.stats, None, &matcher.conditions);
+                for f in findings {
+                    if self.tx.blocking_send(f).is_err() {
+                        gone = true;
+                        break;
+                    }
+                }
+                if gone {
+                    break;
+                }
+            }
+        }
+        pending.drain(..start);
+        !gone
+    }
+}
+
+/// Most of a rotated file's tail read before following the new file.
+const ROTATED_TAIL_MAX: u64 = 4 << 20;
+
+/// Reading state of a file monitor.
+struct Lines {
+    /// Bytes read but not yet matched: the start of a line without its newline.
+    pending: Vec<u8>,
+    buf: Vec<u8>,
+    matcher: Matcher,
+    persist: Persist,
+    since: SystemTime,
+}
+
+/// How [`FileMonitor::read_available`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadEnd {
+    Eof,
+    Limit,
+    Error,
+    Gone,
 }
 
 #[cfg(test)]
@@ -585,6 +667,122 @@ mod tests {
                     + mi * 60
                     + s) as u64,
             )
+    }
+
+    /// `Nov 27 07:15:15` for now (UTC), as a syslog line starts.
+    fn syslog_now() -> String {
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let (_, m, d) = crate::timefmt::civil_from_days(secs.div_euclid(86_400));
+        let rem = secs.rem_euclid(86_400);
+        format!(
+            "{} {d:>2} {:02}:{:02}:{:02}",
+            MONTHS[m as usize - 1],
+            rem / 3600,
+            (rem % 3600) / 60,
+            rem % 60
+        )
+    }
+
+    fn kernel_line(msg: &str) -> String {
+        format!("{} node1 kernel: [ 1234.5678] {msg}", syslog_now())
+    }
+
+    /// A rotation right after lines were appended (between two polls of the monitor): the
+    /// old file's tail, including a last line without a newline, is matched before the new
+    /// file is followed. The runtime's only blocking thread is taken by a stuck task, so
+    /// this also shows that the monitor does not need the blocking pool.
+    #[test]
+    fn rotation_keeps_the_old_files_tail() {
+        use std::io::Write;
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("kern.log");
+        std::fs::write(&log, "").unwrap();
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/npd-config/kernel-monitor-filelog.json");
+        let text = std::fs::read_to_string(fixture).unwrap().replace(
+            "\"/var/log/kern.log\"",
+            &format!("{:?}", log.to_str().unwrap()),
+        );
+        let config = MonitorConfig::parse("kernel-monitor-filelog.json", text.as_bytes()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(1)
+            .build()
+            .unwrap();
+        let (release, stuck) = std::sync::mpsc::channel::<()>();
+        let blocker = rt.spawn_blocking(move || stuck.recv_timeout(Duration::from_secs(60)));
+        let events = rt.block_on(async {
+            let (tx, mut rx) = mpsc::channel(64);
+            let monitors = crate::logs::spawn_monitors(
+                crate::HostPaths::new("/"),
+                vec![config],
+                crate::logs::MonitorOptions {
+                    state_dir: tmp.path().join("state"),
+                    kmsg_path: None,
+                },
+                tx,
+            )
+            .unwrap();
+            let stats = Arc::clone(&monitors.stats[0]);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !stats.ready.load(Ordering::Relaxed) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "monitor never started"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // Between two polls: append a line and a line without its newline, rotate.
+            let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+            writeln!(
+                f,
+                "{}",
+                kernel_line("INFO: task tail-a:1 blocked for more than 120 seconds.")
+            )
+            .unwrap();
+            write!(
+                f,
+                "{}",
+                kernel_line("INFO: task tail-b:2 blocked for more than 120 seconds.")
+            )
+            .unwrap();
+            drop(f);
+            std::fs::rename(&log, tmp.path().join("kern.log.1")).unwrap();
+            std::fs::write(
+                &log,
+                format!(
+                    "{}\n",
+                    kernel_line("INFO: task new-c:3 blocked for more than 120 seconds.")
+                ),
+            )
+            .unwrap();
+            let mut events = Vec::new();
+            while events.len() < 3 {
+                match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                    Ok(Some(LogFinding::Event(e))) => events.push(e.message),
+                    Ok(Some(LogFinding::Condition(_))) => {}
+                    other => panic!("after {events:?}: {other:?}"),
+                }
+            }
+            monitors.shutdown().await;
+            events
+        });
+        release.send(()).unwrap();
+        assert!(rt.block_on(blocker).unwrap().is_ok());
+        assert_eq!(
+            events,
+            [
+                "INFO: task tail-a:1 blocked for more than 120 seconds.",
+                "INFO: task tail-b:2 blocked for more than 120 seconds.",
+                "INFO: task new-c:3 blocked for more than 120 seconds.",
+            ]
+        );
     }
 
     #[test]

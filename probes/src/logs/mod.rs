@@ -144,6 +144,12 @@ pub enum LogError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{monitor}: cannot start the monitor thread: {source}")]
+    Thread {
+        monitor: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Counters of one monitor, for metrics.
@@ -199,16 +205,57 @@ pub struct Monitors {
     pub skipped: Vec<(String, String)>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Monitors that block (journald, filelog) run on their own threads, not in the
+    /// runtime's small blocking pool, which they would hold for the agent's lifetime.
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// How long [`Monitors::shutdown`] waits for monitor threads.
+const THREAD_STOP_WAIT: Duration = Duration::from_secs(5);
+
 impl Monitors {
-    /// Stop every monitor, persisting its state first.
+    /// Stop every monitor, persisting its state first. Waits at most a few seconds for
+    /// monitor threads; one still busy after that is left behind (and logged).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        let deadline = Instant::now() + THREAD_STOP_WAIT;
+        for t in self.threads {
+            while !t.is_finished() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                tracing::warn!(
+                    thread = t.thread().name().unwrap_or("?"),
+                    "a log monitor thread did not stop in time"
+                );
+            }
+        }
     }
+}
+
+/// Start a blocking monitor on its own named thread, inside the runtime's context (its
+/// waits and channel sends use the runtime's timers).
+fn spawn_thread(
+    name: &str,
+    origin: &str,
+    run: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, LogError> {
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| LogError::NoRuntime)?;
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let _context = handle.enter();
+            run()
+        })
+        .map_err(|source| LogError::Thread {
+            monitor: origin.to_string(),
+            source,
+        })
 }
 
 /// Log-based conditions of one monitor (permanent rules), scoped to one boot.
@@ -432,6 +479,7 @@ pub fn spawn_monitors(
         skipped: Vec::new(),
         shutdown,
         tasks: Vec::new(),
+        threads: Vec::new(),
     };
     let mut used_state_files: Vec<PathBuf> = Vec::new();
     let mut kmsg_tasks = Vec::new();
@@ -549,16 +597,16 @@ pub fn spawn_monitors(
     for m in kmsg_tasks {
         monitors.tasks.push(tokio::spawn(m.run()));
     }
-    for m in file_tasks {
-        monitors
-            .tasks
-            .push(tokio::task::spawn_blocking(move || m.run()));
+    for (i, m) in file_tasks.into_iter().enumerate() {
+        let origin = m.config.origin.clone();
+        let t = spawn_thread(&format!("filelog-{i}"), &origin, move || m.run())?;
+        monitors.threads.push(t);
     }
     #[cfg(feature = "journald")]
-    for m in journal_tasks {
-        monitors
-            .tasks
-            .push(tokio::task::spawn_blocking(move || m.run()));
+    for (i, m) in journal_tasks.into_iter().enumerate() {
+        let origin = m.config.origin.clone();
+        let t = spawn_thread(&format!("journald-{i}"), &origin, move || m.run())?;
+        monitors.threads.push(t);
     }
     Ok(monitors)
 }
