@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use regex::Regex;
 use tokio::sync::{mpsc, watch};
 
-use super::{cursor, Matcher, MonitorConfig, MonitorStats, Persist};
+use super::{Matcher, MonitorConfig, MonitorStats, Persist};
 use crate::findings::LogFinding;
 
 /// How often the file is checked for new data.
@@ -416,15 +416,7 @@ impl FileMonitor {
     pub(super) fn run(self) {
         self.stats.running.store(true, Ordering::Relaxed);
         let now = SystemTime::now();
-        let saved = match cursor::load(&self.state_path) {
-            Ok(s) => s,
-            Err(e) => {
-                self.stats.state_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "ignoring log monitor state");
-                None
-            }
-        };
-        let saved = saved.filter(|s| self.boot_id.as_deref() == Some(s.boot_id.as_str()));
+        let saved = super::load_state(&self.state_path, &self.stats, self.boot_id.as_deref());
         let mut matcher = Matcher::new(self.config.clone(), Arc::clone(&self.stats), now);
         let since = {
             let lb = now.checked_sub(self.config.lookback).unwrap_or(self.boot);

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
-use super::{cursor, Matcher, MonitorConfig, MonitorStats, Persist};
+use super::{Matcher, MonitorConfig, MonitorStats, Persist};
 use crate::findings::LogFinding;
 
 /// How often the journal is re-read.
@@ -42,15 +42,7 @@ impl JournalMonitor {
     pub(super) fn run(self) {
         self.stats.running.store(true, Ordering::Relaxed);
         let now = SystemTime::now();
-        let saved = match cursor::load(&self.state_path) {
-            Ok(s) => s,
-            Err(e) => {
-                self.stats.state_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "ignoring log monitor state");
-                None
-            }
-        };
-        let saved = saved.filter(|s| self.boot_id.as_deref() == Some(s.boot_id.as_str()));
+        let saved = super::load_state(&self.state_path, &self.stats, self.boot_id.as_deref());
         let mut matcher = Matcher::new(self.config.clone(), Arc::clone(&self.stats), now);
         let mut resume: Option<sdjournal::Cursor> = None;
         if let Some(s) = &saved {

@@ -112,6 +112,21 @@ pub struct MonitorOptions {
     pub kmsg_path: Option<PathBuf>,
 }
 
+/// A monitor's saved state, if it is from this boot. A corrupt file is counted and logged,
+/// and the monitor starts as if there were none.
+fn load_state(
+    path: &std::path::Path,
+    stats: &MonitorStats,
+    boot_id: Option<&str>,
+) -> Option<cursor::MonitorState> {
+    let saved = cursor::load(path).unwrap_or_else(|e| {
+        stats.state_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(error = %e, "ignoring log monitor state");
+        None
+    });
+    saved.filter(|s| boot_id == Some(s.boot_id.as_str()))
+}
+
 /// Wait up to `d` in a blocking monitor thread, waking at once when shutdown is requested
 /// (or its sender is gone). Returns true when the monitor should stop. One timed wait, not a
 /// polling loop, so an idle monitor wakes only once per `d`.
@@ -723,15 +738,7 @@ impl KmsgMonitor {
         let now = SystemTime::now();
         let boot = boot_time(now);
         let boot_id = read_boot_id(&self.boot_id_path);
-        let saved = match cursor::load(&self.state_path) {
-            Ok(s) => s,
-            Err(e) => {
-                self.stats.state_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "ignoring log monitor state");
-                None
-            }
-        };
-        let saved = saved.filter(|s| boot_id.as_deref() == Some(s.boot_id.as_str()));
+        let saved = load_state(&self.state_path, &self.stats, boot_id.as_deref());
         let source = self.config.source.clone();
         let mut matcher = Matcher::new(self.config.clone(), Arc::clone(&self.stats), now);
         let mut decoder = kmsg::KmsgDecoder::new(Arc::clone(&self.stats));
