@@ -1,8 +1,9 @@
 #!/bin/bash
 # Build a REAL Kubernetes control plane and node once per machine, cached by version under
 # $NODEPROBE_KUBE_CACHE (default /var/cache/nodeprobe-it/kube-v1.20.2):
-#   kube-apiserver, kube-controller-manager, kubelet  built from Debian 12's `kubernetes` source
-#                                                     package with Debian's Go 1.19;
+#   kube-apiserver, kube-controller-manager,        built from Debian 12's `kubernetes` source
+#   kube-scheduler, kubelet                          package with Debian's Go 1.19 (the scheduler
+#                                                     binds the DaemonSet controller's pods);
 #   etcd (3.4), kubectl (1.20)                         extracted from Debian's binary packages;
 #   pause.tar                                          the kubelet's sandbox image, built from the
 #                                                     tree's build/pause/linux/pause.c (static gcc)
@@ -10,11 +11,17 @@
 # A later run with the cache present returns at once. Prints the cache's bin directory.
 # Usage: kube-build.sh   (root; needs Debian's deb-src reachable the first time)
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
 VERSION=v1.20.2
 C=${NODEPROBE_KUBE_CACHE:-/var/cache/nodeprobe-it/kube-$VERSION}
 B="$C/bin"
-WANT=(kube-apiserver kube-controller-manager kubelet etcd kubectl pause.tar)
+WANT=(kube-apiserver kube-controller-manager kube-scheduler kubelet etcd kubectl pause.tar)
 have_all() { for f in "${WANT[@]}"; do [ -s "$B/$f" ] || return 1; done; }
+if have_all; then echo "$B"; exit 0; fi
+mkdir -p "$C"
+# One build per machine: a second caller waits for the first and then finds the cache.
+exec 9>"$C/.lock"
+flock 9
 if have_all; then echo "$B"; exit 0; fi
 
 T0=$(date +%s)
@@ -55,48 +62,24 @@ if [ ! -d k8s ]; then
   done
   mv k8s.tmp k8s
 fi
-cp root/usr/bin/etcd root/usr/bin/kubectl "$B/"
+# Copy, then rename: a running etcd/kubectl from an earlier cache keeps its file.
+for f in etcd kubectl; do cp "root/usr/bin/$f" "$B/$f.tmp"; mv "$B/$f.tmp" "$B/$f"; done
 echo "kube-build: sources ready after $(( $(date +%s) - T0 )) s"
 
 # `make WHAT=` (not plain go build): it runs the generators in GOPATH mode, which needs this
-# symlink. One make for the three commands shares the generators and the package cache.
+# symlink. One make for the four commands shares the generators and the package cache.
 cd k8s
 mkdir -p .go/src/k8s.io; ln -sfn ../../.. .go/src/k8s.io/kubernetes
 env GOPATH="$PWD/.go" HOME="$W" GOCACHE="$W/gocache" CGO_ENABLED=0 KUBE_GIT_VERSION=$VERSION KUBE_GIT_MAJOR=1 KUBE_GIT_MINOR=20 \
-  KUBE_GIT_TREE_STATE=clean nice -n 10 make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubelet"
-for f in kube-apiserver kube-controller-manager kubelet; do cp "_output/bin/$f" "$B/$f.tmp"; mv "$B/$f.tmp" "$B/$f"; done
+  KUBE_GIT_TREE_STATE=clean nice -n 10 make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubelet"
+for f in kube-apiserver kube-controller-manager kube-scheduler kubelet; do cp "_output/bin/$f" "$B/$f.tmp"; mv "$B/$f.tmp" "$B/$f"; done
 echo "kube-build: binaries after $(( $(date +%s) - T0 )) s"
 
 # The pause image: the tree's pause.c, static, in a one-layer OCI archive (ctr imports it).
-P="$W/pause"; rm -rf "$P"; mkdir -p "$P/rootfs" "$P/oci/blobs/sha256"
-gcc -Os -static -o "$P/rootfs/pause" build/pause/linux/pause.c -DVERSION=3.4.1-nodeprobe-it
-strip "$P/rootfs/pause"
-tar -C "$P/rootfs" --owner=0 --group=0 --numeric-owner --mtime=@0 -cf "$P/layer.tar" pause
-python3 - "$P" <<'PY'
-import hashlib, json, os, sys, tarfile
-p = sys.argv[1]; blobs = os.path.join(p, "oci/blobs/sha256")
-def blob(data):
-    d = hashlib.sha256(data).hexdigest()
-    open(os.path.join(blobs, d), "wb").write(data)
-    return d, len(data)
-layer = open(os.path.join(p, "layer.tar"), "rb").read()
-ld, ll = blob(layer)
-cfg = json.dumps({"architecture": "amd64", "os": "linux",
-                  "config": {"Entrypoint": ["/pause"], "User": "65535:65535"},
-                  "rootfs": {"type": "layers", "diff_ids": ["sha256:" + ld]}}).encode()
-cd, cl = blob(cfg)
-man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                  "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + cd, "size": cl},
-                  "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + ld, "size": ll}]}).encode()
-md, ml = blob(man)
-json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-           "digest": "sha256:" + md, "size": ml,
-           "annotations": {"org.opencontainers.image.ref.name": "k8s.gcr.io/pause:3.2"}}]},
-          open(os.path.join(p, "oci/index.json"), "w"))
-open(os.path.join(p, "oci/oci-layout"), "w").write('{"imageLayoutVersion":"1.0.0"}')
-with tarfile.open(os.path.join(p, "pause.tar"), "w") as t:
-    t.add(os.path.join(p, "oci"), arcname=".")
-PY
+P="$W/pause"; rm -rf "$P"; mkdir -p "$P"
+gcc -Os -static -o "$P/pause" build/pause/linux/pause.c -DVERSION=3.4.1-nodeprobe-it
+strip "$P/pause"
+python3 "$HERE/oci-image.py" "$P/pause.tar" k8s.gcr.io/pause:3.2 /pause 65535:65535 "$P/pause=/pause"
 cp "$P/pause.tar" "$B/pause.tar.tmp"; mv "$B/pause.tar.tmp" "$B/pause.tar"
 SECS=$(( $(date +%s) - T0 ))
 echo "$SECS" > "$C/build-seconds"
