@@ -15,3 +15,9 @@ np_umount_under() { # lazily unmount DIR and everything mounted below it (exact 
   awk -v d="$1" '$2 == d || index($2, d "/") == 1 { print $2 }' /proc/mounts | sort -r |
     while read -r m; do umount -l "$m"; done
 }
+np_free_port() { # a free TCP port on 127.0.0.1 (the kernel's choice; bound and released)
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+np_ms() { # milliseconds since the epoch
+  echo $(( $(date +%s%N) / 1000000 ))
+}

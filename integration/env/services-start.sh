@@ -1,8 +1,9 @@
 #!/bin/bash
 # Install (Debian packages) and start the real components the integration tests use, each
 # private to $NODEPROBE_IT_BASE (default /tmp/nodeprobe-it): systemd --user on a private bus
-# with fake time-daemon/runtime units, containerd with CRI, dockerd sharing it, and a chrony
-# pair that never touches the clock. Writes $BASE/services.env for the tests.
+# with fake time-daemon/runtime units, containerd with CRI, dockerd sharing it, a chrony
+# pair that never touches the clock, and etcd + kube-apiserver when the Kubernetes binaries
+# are cached (kube-build.sh). Writes $BASE/services.env for the tests.
 # Idempotent: a previous run is stopped first. Stop with services-stop.sh.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -47,6 +48,15 @@ log "dockerd: $DOCK"
 CHR=$("$HERE/chrony-start.sh" "$BASE/chrony")
 echo "NODEPROBE_IT_CHRONY_SOCK=$CHR" >> "$ENV"
 log "chrony: $CHR"
+# A real control plane (etcd + kube-apiserver, RBAC), when kube-build.sh filled the cache.
+KBIN=${NODEPROBE_KUBE_CACHE:-/var/cache/nodeprobe-it/kube-v1.20.2}/bin
+if [ -x "$KBIN/kube-apiserver" ] && [ -x "$KBIN/etcd" ]; then
+  "$HERE/kube-start.sh" "$BASE/kube" "$KBIN" >/dev/null
+  cat "$BASE/kube/kube.env" >> "$ENV"
+  log "kube-apiserver: $(grep NODEPROBE_IT_KUBE_SERVER "$BASE/kube/kube.env" | cut -d= -f2)"
+else
+  log "no Kubernetes binaries in $KBIN (integration/env/kube-build.sh builds them): no API server"
+fi
 echo "NODEPROBE_IT_ENV_DIR=$HERE" >> "$ENV"
 cat "$ENV"
 log "all services up"
