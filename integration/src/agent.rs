@@ -102,6 +102,31 @@ impl Agent {
 
     fn spawn(api: &FakeApi, work: &Path, host_root: &Path, rules: &Path, extra: &[&str]) -> Agent {
         let kubeconfig = api.write_kubeconfig(work);
+        Agent::spawn_with(&kubeconfig, NODE, work, host_root, rules, extra)
+    }
+
+    /// An agent on the real host (`--host-root /`) with the log monitors of `rules`, as Node
+    /// `node`, through the given kubeconfig (e.g. a real API server and a ServiceAccount
+    /// token). Its `--state-dir` is `work/state`: starting again with the same `work` is a
+    /// restart of the same agent.
+    pub fn start_with_kubeconfig(
+        kubeconfig: &Path,
+        node: &str,
+        rules: &Path,
+        work: &Path,
+        extra: &[&str],
+    ) -> Agent {
+        Agent::spawn_with(kubeconfig, node, work, Path::new("/"), rules, extra)
+    }
+
+    fn spawn_with(
+        kubeconfig: &Path,
+        node: &str,
+        work: &Path,
+        host_root: &Path,
+        rules: &Path,
+        extra: &[&str],
+    ) -> Agent {
         let stderr = work.join(format!("stderr-{}", crate::unique("agent")));
         let (status_port, metrics_port) = (free_port(), free_port());
         let state_dir = work.join("state");
@@ -112,8 +137,8 @@ impl Agent {
             .arg(&state_dir)
             // the machine's kernel log, whatever --host-root the test uses for the probes
             .args(["--kmsg-path", "/dev/kmsg"])
-            .args(["--hostname-override", NODE, "--kubeconfig"])
-            .arg(&kubeconfig)
+            .args(["--hostname-override", node, "--kubeconfig"])
+            .arg(kubeconfig)
             .arg("--host-root")
             .arg(host_root)
             .args([
@@ -210,4 +235,31 @@ impl Drop for Agent {
             let _ = c.wait();
         }
     }
+}
+
+/// GET `/metrics` from 127.0.0.1:`port` (any OpenMetrics endpoint); the body.
+pub fn scrape(port: u16) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to /metrics");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send GET /metrics");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    match out.split_once("\r\n\r\n") {
+        Some((_, body)) => body.to_string(),
+        None => out,
+    }
+}
+
+/// The value of the first sample of `metrics` whose line starts with `series` (name and
+/// labels as printed, e.g. `nodeprobe_log_source_up{source="kmsg"}`).
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?;
+        rest.strip_prefix(' ')?.split(' ').next()?.parse().ok()
+    })
 }

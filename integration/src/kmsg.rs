@@ -50,3 +50,24 @@ pub fn default_kernel_rules(lookback: &str) -> String {
         &format!("\"lookback\": \"{lookback}\""),
     )
 }
+
+/// Write the default kernel rules with `lookback` to `dir/kernel-monitor.json`, every
+/// pattern scoped to lines carrying `marker` (`<marker>: .*(?:<default pattern>)`), so lines
+/// other tests or processes write can neither spend the agent's event budget nor set its
+/// conditions. Returns the file's path.
+pub fn scoped_kernel_rules(dir: &Path, marker: &str, lookback: &str) -> PathBuf {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&default_kernel_rules(lookback)).expect("default rules are JSON");
+    for r in v["rules"].as_array_mut().expect("rules") {
+        let p = r["pattern"].as_str().expect("pattern").to_string();
+        r["pattern"] = serde_json::Value::String(format!("{marker}: .*(?:{p})"));
+    }
+    let path = dir.join("kernel-monitor.json");
+    std::fs::write(&path, v.to_string()).expect("write rule file");
+    path
+}
+
+/// A kernel line the default rules turn into a TaskHung event (KernelDeadlock stays False).
+pub fn task_hung_line(marker: &str, task: &str) -> String {
+    format!("{marker}: INFO: task {task}:123 blocked for more than 120 seconds.")
+}

@@ -6,6 +6,8 @@
 pub mod agent;
 pub mod fakeapi;
 pub mod kmsg;
+pub mod kube;
+pub mod oci;
 pub mod oom;
 pub mod runtimes;
 pub mod systemd;

@@ -89,6 +89,12 @@ impl PodCgroup {
             &hex[20..32]
         );
         let cid: String = hex.chars().cycle().take(64).collect();
+        PodCgroup::create_for(&uid, &cid, limit_mib)
+    }
+
+    /// Create `kubepods/burstable/pod<uid>/<cid>` for a given pod UID (e.g. of a real Pod
+    /// object) and container id, with a limit of `limit_mib` MiB.
+    pub fn create_for(uid: &str, cid: &str, limit_mib: u64) -> Self {
         let pod = format!("kubepods/burstable/pod{uid}");
         let rel = format!("{pod}/{cid}");
         let root = Path::new(MEMORY);
@@ -100,8 +106,8 @@ impl PodCgroup {
         )
         .expect("set memory.limit_in_bytes");
         PodCgroup {
-            uid,
-            container_id: cid,
+            uid: uid.to_string(),
+            container_id: cid.to_string(),
             leaf,
             _dirs: dirs,
         }

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use nodeprobe_integration::agent::{kubelet_node, wait_for, Agent, NODE, NODE_UID};
 use nodeprobe_integration::fakeapi::FakeApi;
-use nodeprobe_integration::kmsg::{default_kernel_rules, kmsg_lock, kmsg_ok, kmsg_write};
+use nodeprobe_integration::kmsg::{
+    default_kernel_rules, kmsg_lock, kmsg_ok, kmsg_write, scoped_kernel_rules, task_hung_line,
+};
 use nodeprobe_integration::oom::{oom_ok, PodCgroup};
 use nodeprobe_integration::unique;
 use serde_json::Value;
@@ -26,18 +28,6 @@ const NO_PROBES: &[&str] = &[
     "--disable-probes",
     "inodes,pid-pressure,systemd,ntp,runtime,spot,network",
 ];
-
-/// The default kernel rules with `lookback`, every pattern scoped to lines carrying `marker`.
-fn scoped_rules(dir: &Path, marker: &str, lookback: &str) -> PathBuf {
-    let mut v: Value = serde_json::from_str(&default_kernel_rules(lookback)).unwrap();
-    for r in v["rules"].as_array_mut().unwrap() {
-        let p = r["pattern"].as_str().unwrap().to_string();
-        r["pattern"] = Value::String(format!("{marker}: .*(?:{p})"));
-    }
-    let path = dir.join("kernel-monitor.json");
-    std::fs::write(&path, v.to_string()).unwrap();
-    path
-}
 
 /// The default kernel rules with `lookback` 0, patterns unchanged.
 fn default_rules(dir: &Path) -> PathBuf {
@@ -68,10 +58,6 @@ fn marked(api: &FakeApi, marker: &str) -> Vec<Value> {
         .into_iter()
         .filter(|e| e["message"].as_str().is_some_and(|m| m.contains(marker)))
         .collect()
-}
-
-fn task_hung(marker: &str, task: &str) -> String {
-    format!("{marker}: INFO: task {task}:123 blocked for more than 120 seconds.")
 }
 
 fn remount_line(marker: &str) -> String {
@@ -141,8 +127,13 @@ fn task_hung_line_is_one_warning_event_and_repeats_count_up() {
     let Some(Setup { api, m, tmp, _kmsg }) = setup("hung") else {
         return;
     };
-    let mut agent = start(&api, &scoped_rules(tmp.path(), &m, "0"), tmp.path(), &[]);
-    let line = task_hung(&m, &m);
+    let mut agent = start(
+        &api,
+        &scoped_kernel_rules(tmp.path(), &m, "0"),
+        tmp.path(),
+        &[],
+    );
+    let line = task_hung_line(&m, &m);
     kmsg_write(3, &line);
     let e = wait_for("TaskHung event", Duration::from_secs(10), &agent, || {
         events_for(&api, "TaskHung", &line).into_iter().next()
@@ -180,7 +171,12 @@ fn readonly_remount_sets_the_condition_once_and_leaves_kubelet_conditions() {
         ["Ready", "MemoryPressure"].map(|t| api.condition(NODE, t).expect("kubelet condition"))
     };
     let before = kubelet(&api);
-    let mut agent = start(&api, &scoped_rules(tmp.path(), &m, "0"), tmp.path(), &[]);
+    let mut agent = start(
+        &api,
+        &scoped_kernel_rules(tmp.path(), &m, "0"),
+        tmp.path(),
+        &[],
+    );
     let init = wait_for(
         "initial ReadonlyFilesystem",
         Duration::from_secs(10),
@@ -206,7 +202,7 @@ fn readonly_remount_sets_the_condition_once_and_leaves_kubelet_conditions() {
     // TaskHung line: once its Event is there, the repeat has been read too.
     std::thread::sleep(Duration::from_millis(1100));
     kmsg_write(2, &line);
-    let after = task_hung(&m, "after-remount");
+    let after = task_hung_line(&m, "after-remount");
     kmsg_write(3, &after);
     wait_for("the line after", Duration::from_secs(10), &agent, || {
         events_for(&api, "TaskHung", &after).into_iter().next()
@@ -236,9 +232,14 @@ fn percent_signs_arrive_verbatim() {
     let Some(Setup { api, m, tmp, _kmsg }) = setup("pct") else {
         return;
     };
-    let mut agent = start(&api, &scoped_rules(tmp.path(), &m, "0"), tmp.path(), &[]);
+    let mut agent = start(
+        &api,
+        &scoped_kernel_rules(tmp.path(), &m, "0"),
+        tmp.path(),
+        &[],
+    );
     // Printf verbs and a literal `%%`: NPD passed the message as a format string.
-    let line = task_hung(&m, "worker 100%d %s %v %% %!x(MISSING) 50%");
+    let line = task_hung_line(&m, "worker 100%d %s %v %% %!x(MISSING) 50%");
     kmsg_write(3, &line);
     let e = wait_for("TaskHung event", Duration::from_secs(10), &agent, || {
         api.events(None)
@@ -256,9 +257,9 @@ fn restart_sends_no_duplicates_delivers_lines_from_downtime_and_keeps_transition
     };
     // lookback 5m: without the cursor in --state-dir the restarted agent would read the
     // lines of its first run again.
-    let rules = scoped_rules(tmp.path(), &m, "5m");
+    let rules = scoped_kernel_rules(tmp.path(), &m, "5m");
     let mut first = start(&api, &rules, tmp.path(), &[]);
-    let a = task_hung(&m, "line-a");
+    let a = task_hung_line(&m, "line-a");
     let ro = remount_line(&m);
     kmsg_write(3, &a);
     wait_for("event A", Duration::from_secs(10), &first, || {
@@ -270,7 +271,7 @@ fn restart_sends_no_duplicates_delivers_lines_from_downtime_and_keeps_transition
     let events_before = api.events(None);
 
     // Written while the agent is down; a reset transition time would show a second later.
-    let b = task_hung(&m, "line-b");
+    let b = task_hung_line(&m, "line-b");
     kmsg_write(3, &b);
     std::thread::sleep(Duration::from_millis(1100));
     let status_writes = |api: &FakeApi| {
@@ -286,7 +287,7 @@ fn restart_sends_no_duplicates_delivers_lines_from_downtime_and_keeps_transition
         tmp.path(),
         &["--k8s-exporter-heartbeat-period", "1s"],
     );
-    let c = task_hung(&m, "line-c");
+    let c = task_hung_line(&m, "line-c");
     kmsg_write(3, &c);
     wait_for(
         "event B (written while down)",
@@ -427,7 +428,7 @@ fn kmsg_to_event_latency() {
         .unwrap_or(50);
     let mut agent = start(
         &api,
-        &scoped_rules(tmp.path(), &m, "0"),
+        &scoped_kernel_rules(tmp.path(), &m, "0"),
         tmp.path(),
         &["--event-budget-burst", "100000"],
     );
@@ -448,7 +449,7 @@ fn kmsg_to_event_latency() {
     for i in 0..n {
         let before = creates(&api).len();
         let t0 = Instant::now();
-        kmsg_write(3, &task_hung(&m, &format!("bench-{i}")));
+        kmsg_write(3, &task_hung_line(&m, &format!("bench-{i}")));
         let at = wait_for("the event", Duration::from_secs(10), &agent, || {
             creates(&api).get(before).map(|r| r.at)
         });
