@@ -167,9 +167,26 @@ fn daemonset_is_least_privilege_and_complete() {
             .find(|v| v["name"] == name)
             .unwrap_or_else(|| panic!("volume {name}"))
     };
-    let host = mounts.iter().find(|m| m["mountPath"] == "/host").unwrap();
-    assert_eq!(host["readOnly"], true);
-    assert_eq!(vol(host["name"].as_str().unwrap())["hostPath"]["path"], "/");
+    // The host's root read-only at /host, and the pseudo file systems below it that uid 0
+    // could write without capabilities read-only once more (a read-only bind is not
+    // recursive on runtimes without recursiveReadOnly; container.rs measures it).
+    for (at, host_path) in [
+        ("/host", "/"),
+        ("/host/proc", "/proc"),
+        ("/host/sys", "/sys"),
+        ("/host/sys/fs/cgroup", "/sys/fs/cgroup"),
+        ("/host/dev", "/dev"),
+    ] {
+        let m = mounts
+            .iter()
+            .find(|m| m["mountPath"] == at)
+            .unwrap_or_else(|| panic!("no mount at {at}"));
+        assert_eq!(m["readOnly"], true, "{m:?}");
+        assert_eq!(
+            vol(m["name"].as_str().unwrap())["hostPath"]["path"],
+            host_path
+        );
+    }
     for m in mounts {
         let v = vol(m["name"].as_str().unwrap());
         if m["mountPath"] == "/var/lib/nodeprobe" {
@@ -183,7 +200,8 @@ fn daemonset_is_least_privilege_and_complete() {
     let node = env.iter().find(|e| e["name"] == "NODE_NAME").unwrap();
     assert_eq!(node["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
     assert_eq!(c["envFrom"][0]["configMapRef"]["name"], "nodeprobe-config");
-    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    // Liveness restarts only what a restart fixes (a dead or hung loop): /livez, not /healthz.
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/livez");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
     let args = strs(&c["args"]);
     assert!(args.contains(&"--host-root=/host".to_string()), "{args:?}");
