@@ -20,6 +20,25 @@ pub fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
 
+/// The objects of `kubectl kustomize <dir>` (no API server needed), one JSON value per
+/// document. Panics with kubectl's output when it fails.
+pub fn kustomize(dir: &Path) -> Vec<Value> {
+    use serde::Deserialize;
+    let out = crate::sh("kubectl", &["kustomize", dir.to_str().expect("utf-8 path")]);
+    serde_yaml::Deserializer::from_str(&out)
+        .map(|d| Value::deserialize(d).expect("kustomize output is YAML"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The DaemonSet of `kubectl kustomize deploy/base`.
+pub fn base_daemonset() -> Value {
+    kustomize(&deploy_dir().join("base"))
+        .into_iter()
+        .find(|o| o["kind"] == "DaemonSet")
+        .expect("a DaemonSet in deploy/base")
+}
+
 /// The test environment's API server.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -129,12 +148,7 @@ impl Cluster {
 
     /// The objects of `kubectl kustomize <dir>` (one JSON value per document).
     pub fn kustomize(&self, dir: &Path) -> Vec<Value> {
-        use serde::Deserialize;
-        let out = self.kubectl(&["kustomize", dir.to_str().expect("utf-8 path")]);
-        serde_yaml::Deserializer::from_str(&out)
-            .map(|d| Value::deserialize(d).expect("kustomize output is YAML"))
-            .filter(|v| !v.is_null())
-            .collect()
+        kustomize(dir)
     }
 
     /// Apply the ServiceAccount, ClusterRole and ClusterRoleBinding of `deploy/base` exactly
