@@ -1,5 +1,6 @@
 #!/bin/bash
 # A private containerd (CRI plugin on) with all state under DIR. Prints the socket path.
+# NODEPROBE_CTRD_CRI_EXTRA: more settings (TOML lines) of the CRI plugin, for a kubelet.
 set -euo pipefail
 D=$1
 mkdir -p "$D/root" "$D/state" "$D/cni-conf" "$D/cni-bin"
@@ -16,6 +17,7 @@ state = "$D/state"
 [plugins]
   [plugins."io.containerd.grpc.v1.cri"]
     disable_apparmor = true
+    ${NODEPROBE_CTRD_CRI_EXTRA:-}
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = "$D/cni-bin"
       conf_dir = "$D/cni-conf"
