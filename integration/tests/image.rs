@@ -1,9 +1,11 @@
-//! The image's final stage holds the static binary alone (deploy/Dockerfile). No Docker
-//! engine builds images here, so this assembles that root file system by hand — the binary
-//! and nothing else — mounts the host the way the DaemonSet does (host `/` read-only at
-//! `/host`), and runs `nodeprobe --oneshot --host-root /host` inside it with chroot.
+//! The image's final stage holds the static binary alone (deploy/Dockerfile). This assembles
+//! that root file system by hand — the binary and nothing else — mounts the host the way the
+//! DaemonSet does (host `/` read-only at `/host`), and runs `nodeprobe --oneshot --host-root
+//! /host` inside it with chroot, adding what the DaemonSet's securityContext adds: the root
+//! read-only, every capability dropped but SYSLOG, no new privileges (`capsh`). What only a
+//! runtime adds (device cgroup, seccomp, namespaces) is in `container.rs` and `kubelet.rs`.
 //!
-//! Needs `$NODEPROBE_STATIC_BIN` (integration/run-tests.sh builds it) and root.
+//! Needs `$NODEPROBE_STATIC_BIN` (integration/run-tests.sh builds it), root and `capsh`.
 
 #![allow(clippy::disallowed_methods)] // tests start real components and the binary
 
@@ -107,7 +109,12 @@ fn the_binary_is_static() {
 
 #[test]
 fn oneshot_runs_in_a_root_holding_only_the_binary() {
-    if !require(is_root(), "root (mount namespace, chroot)") {
+    if !require(is_root(), "root (mount namespace, chroot)")
+        || !require(
+            nodeprobe_integration::runtimes::have("capsh"),
+            "capsh (Debian libcap2-bin)",
+        )
+    {
         return;
     }
     let Some(bin) = static_binary() else {
@@ -128,12 +135,27 @@ fn oneshot_runs_in_a_root_holding_only_the_binary() {
         ]
     );
     let root = image.root.to_str().unwrap();
-    // A private mount namespace: the host mount disappears with it, whatever happens here.
+    // The bounding set without SYSLOG: `capabilities: {drop: [ALL], add: [SYSLOG]}`.
+    let print = nodeprobe_integration::sh("capsh", &["--print"]);
+    let drop: Vec<&str> = print
+        .lines()
+        .find_map(|l| l.strip_prefix("Bounding set ="))
+        .expect("capsh --print shows the bounding set")
+        .split(',')
+        .filter(|c| *c != "cap_syslog")
+        .collect();
+    let drop = drop.join(",");
+    // A private mount namespace: the mounts disappear with it, whatever happens here. The
+    // image root read-only (readOnlyRootFilesystem), the host read-only at /host, then chroot,
+    // drop the capabilities and exec the binary (capsh ends with exec, without a shell).
     let script = format!(
         "set -e
+         mount --bind {root} {root}
+         mount -o remount,bind,ro {root}
          mount --rbind / {root}/host
          mount -o remount,bind,ro {root}/host
-         exec chroot {root} /nodeprobe --oneshot --output json --host-root /host \
+         exec capsh --chroot={root} --drop={drop} --caps=cap_syslog+eip --no-new-privs \
+           --shell=/nodeprobe -- --oneshot --output json --host-root /host \
            --probes inodes,pid-pressure"
     );
     let out = Command::new("unshare")
