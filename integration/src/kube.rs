@@ -39,6 +39,48 @@ pub fn base_daemonset() -> Value {
         .expect("a DaemonSet in deploy/base")
 }
 
+/// Mount points at or below `prefix` in process `pid`'s view, each with whether it is
+/// read-only.
+pub fn mounts_below(pid: u32, prefix: &str) -> Vec<(String, bool)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let (point, opts) = (f.get(4)?, f.get(5)?);
+            (*point == prefix || point.starts_with(&format!("{prefix}/")))
+                .then(|| (point.to_string(), opts.split(',').any(|o| o == "ro")))
+        })
+        .collect()
+}
+
+/// Assert that every `readOnly` volume mount of the DaemonSet `ds` at or below `/host` is a
+/// read-only mount in container process `pid`; returns the mount points below `/host` that
+/// are writable all the same (submounts a non-recursive read-only bind leaves writable).
+pub fn assert_host_read_only(pid: u32, ds: &Value) -> Vec<String> {
+    let mounts = mounts_below(pid, "/host");
+    let read_only: Vec<&str> = ds["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .filter(|m| m["readOnly"] == true)
+        .filter_map(|m| m["mountPath"].as_str())
+        .filter(|p| *p == "/host" || p.starts_with("/host/"))
+        .collect();
+    assert!(read_only.len() > 1, "{read_only:?}");
+    for p in read_only {
+        let m = mounts.iter().find(|(point, _)| point == p);
+        assert!(
+            m.is_some_and(|(_, ro)| *ro),
+            "{p} is not a read-only mount in the container: {mounts:#?}"
+        );
+    }
+    mounts
+        .into_iter()
+        .filter(|(_, ro)| !ro)
+        .map(|(p, _)| p)
+        .collect()
+}
+
 /// The test environment's API server.
 #[derive(Debug, Clone)]
 pub struct Cluster {

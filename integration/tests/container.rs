@@ -19,7 +19,9 @@ use nodeprobe_integration::agent::{free_port, sample, scrape};
 use nodeprobe_integration::kmsg::{
     kmsg_lock, kmsg_ok, kmsg_write, scoped_kernel_rules, task_hung_line,
 };
-use nodeprobe_integration::kube::{base_daemonset, deploy_dir, kustomize, poll};
+use nodeprobe_integration::kube::{
+    assert_host_read_only, base_daemonset, deploy_dir, kustomize, poll,
+};
 use nodeprobe_integration::runtimes::{have, PrivateContainerd};
 use nodeprobe_integration::{oci, require, unique, Run};
 
@@ -277,19 +279,6 @@ fn setup() -> Option<Setup> {
     Some(Setup { ctrd, image, tmp })
 }
 
-/// Mount options (`ro`/`rw`) of the mounts at or below `prefix` in process `pid`'s view.
-fn mounts_below(pid: u32, prefix: &str) -> Vec<(String, bool)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let (point, opts) = (f.get(4)?, f.get(5)?);
-            (*point == prefix || point.starts_with(&format!("{prefix}/")))
-                .then(|| (point.to_string(), opts.split(',').any(|o| o == "ro")))
-        })
-        .collect()
-}
-
 #[test]
 fn the_daemonset_container_stays_up_and_counts_a_fresh_kernel_line() {
     if !kmsg_ok() {
@@ -360,27 +349,9 @@ fn the_daemonset_container_stays_up_and_counts_a_fresh_kernel_line() {
     assert_eq!(st, "RUNNING", "{}", ctx());
 
     // The host is read-only below /host where the manifest says so: the host's root and
-    // the pseudo file systems a uid-0 process could otherwise write (sysctls, sysrq,
-    // cgroup limits, device nodes), each its own read-only mount.
-    let mounts = mounts_below(pid, "/host");
-    for p in [
-        "/host",
-        "/host/proc",
-        "/host/sys",
-        "/host/sys/fs/cgroup",
-        "/host/dev",
-    ] {
-        let m = mounts.iter().find(|(point, _)| point == p);
-        assert!(
-            m.is_some_and(|(_, ro)| *ro),
-            "{p} is not a read-only mount in the container: {mounts:#?}"
-        );
-    }
-    let writable: Vec<&String> = mounts
-        .iter()
-        .filter(|(_, ro)| !ro)
-        .map(|(p, _)| p)
-        .collect();
+    // the file systems a uid-0 process could otherwise write without capabilities (sysctls,
+    // sysrq, cgroup limits, device nodes, the runtime's sockets), each its own read-only mount.
+    let writable = assert_host_read_only(pid, &base_daemonset());
     eprintln!("writable mounts below /host without recursive read-only mounts: {writable:?}");
 }
 

@@ -176,6 +176,7 @@ fn daemonset_is_least_privilege_and_complete() {
         ("/host/sys", "/sys"),
         ("/host/sys/fs/cgroup", "/sys/fs/cgroup"),
         ("/host/dev", "/dev"),
+        ("/host/run", "/run"),
     ] {
         let m = mounts
             .iter()

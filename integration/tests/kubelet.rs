@@ -17,7 +17,7 @@ use nodeprobe_integration::agent::{free_port, sample, scrape};
 use nodeprobe_integration::kmsg::{
     kmsg_lock, kmsg_ok, kmsg_write, scoped_kernel_rules, task_hung_line,
 };
-use nodeprobe_integration::kube::{deploy_dir, poll, Cluster, KubeNode};
+use nodeprobe_integration::kube::{assert_host_read_only, deploy_dir, poll, Cluster, KubeNode};
 use nodeprobe_integration::{oci, unique};
 use serde_json::{json, Value};
 
@@ -294,6 +294,16 @@ fn daemonset_pod_on_a_real_kubelet_reports_and_stays_up() {
         host["options"].as_array().unwrap().contains(&json!("ro")),
         "{host}"
     );
+    let pid: u32 = node
+        .ctr(&["tasks", "ls"])
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.first() == Some(&cid.as_str())).then(|| f[1].parse().ok())?
+        })
+        .expect("the container's task");
+    let writable = assert_host_read_only(pid, ds);
+    eprintln!("kubelet: writable mounts below /host (no recursive read-only in containerd 1.6): {writable:?}");
 
     // The pod's conditions on the Node, next to the kubelet's.
     let conds = poll(
