@@ -222,8 +222,10 @@ pub struct LogMonitorSetup {
 
 /// Daemon mode with the kernel/journal/file log monitors feeding the state keeper. The
 /// condition types the rule files declare are owned (seeded from the Node, kept across
-/// restarts); every rule reason starts at 0 in `problem_counter`, as in NPD. A monitor that
-/// cannot start is logged and the rest of the agent keeps running, as NPD does.
+/// restarts); every rule reason starts at 0 in `problem_counter`, as in NPD. A log source
+/// that cannot be read never stops the agent: its monitor reports its conditions `Unknown`,
+/// an event, `nodeprobe_log_source_up 0` and a failing `/healthz` (NPD's monitor dies
+/// silently instead, NPD#1168), and the probes keep running.
 pub fn run_blocking_with_logs(
     mut config: DaemonConfig,
     metrics: Arc<Metrics>,
@@ -250,40 +252,16 @@ pub fn run_blocking_with_logs(
             configs,
             options,
         } = logs;
-        // A kernel log that cannot be read is an error to fix (CAP_SYSLOG, the /dev/kmsg
-        // mount), not something to run on without: NPD's monitor dies silently (NPD#1168).
         let monitors = probes::logs::spawn_monitors(host, configs, options, ltx)?;
         for (origin, why) in &monitors.skipped {
             tracing::warn!(monitor = %origin, "log monitor not started: {why}");
         }
         metrics.watch_log_monitors(monitors.stats.clone());
-        let monitors = Some(monitors);
-        let bridge = monitors.as_ref().map(|m| {
-            let stats = m.stats.clone();
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                use std::sync::atomic::Ordering::Relaxed;
-                let (mut read, mut lost) = (0u64, 0u64);
-                loop {
-                    let r: u64 = stats.iter().map(|s| s.records_read.load(Relaxed)).sum();
-                    let l: u64 = stats.iter().map(|s| s.records_lost.load(Relaxed)).sum();
-                    metrics.kmsg_records_read.inc_by(r.saturating_sub(read));
-                    metrics.kmsg_records_lost.inc_by(l.saturating_sub(lost));
-                    (read, lost) = (r.max(read), l.max(lost));
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-            })
-        });
         let trim = tokio::spawn(release_code_pages_periodically());
         let r = run(config, Some(lrx), metrics, rx).await;
         trim.abort();
-        if let Some(b) = bridge {
-            b.abort();
-        }
-        if let Some(m) = monitors {
-            // Persist cursors and log-condition state before exiting.
-            let _ = tokio::time::timeout(Duration::from_secs(2), m.shutdown()).await;
-        }
+        // Persist cursors and log-condition state before exiting.
+        let _ = tokio::time::timeout(Duration::from_secs(2), monitors.shutdown()).await;
         signals.abort();
         r.map(|_| crate::exit::OK)
     })
@@ -491,6 +469,10 @@ pub async fn run(
             max_queue: EVENT_QUEUE,
         };
         writers.push(tokio::spawn(ew.run(client, erx, metrics.clone(), wrx)));
+        metrics.watch_loops([
+            ("condition writer".to_string(), writers[0].abort_handle()),
+            ("event writer".to_string(), writers[1].abort_handle()),
+        ]);
     }
 
     // Probes.
@@ -504,6 +486,7 @@ pub async fn run(
     for (i, probe) in probes.into_iter().enumerate() {
         let tx = in_tx.clone();
         let probe: Arc<dyn Probe> = Arc::from(probe);
+        let name = format!("probe {}", probe.name());
         let mut s = seed.wrapping_add(i as u64 * 0x9e37_79b9_7f4a_7c15) | 1;
         seed = seed.rotate_left(7);
         let mut stop = shutdown.clone();
@@ -524,6 +507,9 @@ pub async fn run(
                 }
             }
         }));
+        if let Some(t) = probe_tasks.last() {
+            metrics.watch_loops([(name, t.abort_handle())]);
+        }
     }
     // Log monitors.
     let log_task = logs.map(|mut rx| {

@@ -88,7 +88,7 @@ impl Agent {
             r#"{"plugin":"kmsg","lookback":"0","source":"kernel-monitor","conditions":[],"rules":[]}"#,
         )
         .expect("write rule file");
-        let mut agent = Agent::spawn(api, dir.path(), host_root, &quiet, extra);
+        let mut agent = Agent::spawn(api, dir.path(), host_root, &quiet, extra, &[]);
         agent._dir = Some(dir);
         agent
     }
@@ -97,12 +97,32 @@ impl Agent {
     /// kubeconfig (`work/kubeconfig`) and `--state-dir` (`work/state`) live in `work`, so
     /// starting again with the same `work` is a restart of the same agent.
     pub fn start_with_logs(api: &FakeApi, rules: &Path, work: &Path, extra: &[&str]) -> Agent {
-        Agent::spawn(api, work, Path::new("/"), rules, extra)
+        Agent::spawn(api, work, Path::new("/"), rules, extra, &[])
     }
 
-    fn spawn(api: &FakeApi, work: &Path, host_root: &Path, rules: &Path, extra: &[&str]) -> Agent {
+    /// Like [`Agent::start_with_logs`], started through `wrapper` (a command that ends by
+    /// exec'ing its arguments: `setpriv ... --`, a shell joining a cgroup), so the agent runs
+    /// with the wrapper's restrictions under the same pid.
+    pub fn start_with_logs_via(
+        api: &FakeApi,
+        rules: &Path,
+        work: &Path,
+        extra: &[&str],
+        wrapper: &[&str],
+    ) -> Agent {
+        Agent::spawn(api, work, Path::new("/"), rules, extra, wrapper)
+    }
+
+    fn spawn(
+        api: &FakeApi,
+        work: &Path,
+        host_root: &Path,
+        rules: &Path,
+        extra: &[&str],
+        wrapper: &[&str],
+    ) -> Agent {
         let kubeconfig = api.write_kubeconfig(work);
-        Agent::spawn_with(&kubeconfig, NODE, work, host_root, rules, extra)
+        Agent::spawn_with(&kubeconfig, NODE, work, host_root, rules, extra, wrapper)
     }
 
     /// An agent on the real host (`--host-root /`) with the log monitors of `rules`, as Node
@@ -116,7 +136,7 @@ impl Agent {
         work: &Path,
         extra: &[&str],
     ) -> Agent {
-        Agent::spawn_with(kubeconfig, node, work, Path::new("/"), rules, extra)
+        Agent::spawn_with(kubeconfig, node, work, Path::new("/"), rules, extra, &[])
     }
 
     fn spawn_with(
@@ -126,11 +146,19 @@ impl Agent {
         host_root: &Path,
         rules: &Path,
         extra: &[&str],
+        wrapper: &[&str],
     ) -> Agent {
         let stderr = work.join(format!("stderr-{}", crate::unique("agent")));
         let (status_port, metrics_port) = (free_port(), free_port());
         let state_dir = work.join("state");
-        let mut cmd = Command::new(binary());
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
         cmd.arg("--log-monitors")
             .arg(rules)
             .arg("--state-dir")
@@ -203,6 +231,21 @@ impl Agent {
         (code, v.to_string())
     }
 
+    /// GET one of the agent's endpoints as text: (status, body).
+    pub fn get_text(&self, port: u16, path: &str) -> (u16, String) {
+        get_text(port, path)
+    }
+
+    /// One sample of the agent's metrics (`name{labels}` exactly as exported), if present.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        sample(&scrape(self.metrics_port), series)
+    }
+
+    /// The agent's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// SIGTERM; returns the exit code and how long the agent took.
     pub fn terminate(&mut self) -> (Option<i32>, Duration) {
         let mut child = self.child.take().expect("running");
@@ -237,22 +280,31 @@ impl Drop for Agent {
     }
 }
 
-/// GET `/metrics` from 127.0.0.1:`port` (any OpenMetrics endpoint); the body.
-pub fn scrape(port: u16) -> String {
+/// GET `path` from 127.0.0.1:`port` as text: (status, body); status 0 when nothing answers.
+pub fn get_text(port: u16, path: &str) -> (u16, String) {
     use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to /metrics");
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    write!(
+    let _ = write!(
         s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send GET /metrics");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    match out.split_once("\r\n\r\n") {
-        Some((_, body)) => body.to_string(),
-        None => out,
-    }
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    );
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    (code, body.to_string())
+}
+
+/// The `/metrics` text of 127.0.0.1:`port` (any OpenMetrics endpoint).
+pub fn scrape(port: u16) -> String {
+    get_text(port, "/metrics").1
 }
 
 /// The value of the first sample of `metrics` whose line starts with `series` (name and

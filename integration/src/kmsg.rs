@@ -71,3 +71,54 @@ pub fn scoped_kernel_rules(dir: &Path, marker: &str, lookback: &str) -> PathBuf 
 pub fn task_hung_line(marker: &str, task: &str) -> String {
     format!("{marker}: INFO: task {task}:123 blocked for more than 120 seconds.")
 }
+
+/// A cgroup (v1 devices controller) that denies `/dev/kmsg` (char 1:11), as a container
+/// runtime's device allowlist does: opening the device fails with `EPERM` inside it, while
+/// `syslog(2)` still reads the ring. Removed on drop (after every process in it is gone).
+pub struct KmsgDeniedCgroup {
+    dir: PathBuf,
+}
+
+impl KmsgDeniedCgroup {
+    const ROOT: &'static str = "/sys/fs/cgroup/devices";
+
+    /// Whether the machine has the cgroup v1 devices controller (skips locally, fails in CI).
+    pub fn available() -> bool {
+        require(
+            is_root() && Path::new(Self::ROOT).join("devices.deny").exists(),
+            "root and the cgroup v1 devices controller",
+        )
+    }
+
+    pub fn create() -> Self {
+        let dir = Path::new(Self::ROOT).join(crate::unique("kmsg-denied"));
+        std::fs::create_dir(&dir).expect("create devices cgroup");
+        std::fs::write(dir.join("devices.deny"), "c 1:11 rwm").expect("deny /dev/kmsg");
+        KmsgDeniedCgroup { dir }
+    }
+
+    /// A wrapper for [`crate::agent::Agent::start_with_logs_via`]: join the cgroup, exec.
+    pub fn wrapper(&self) -> Vec<String> {
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "echo $$ > {}/cgroup.procs && exec \"$@\"",
+                self.dir.display()
+            ),
+            "sh".into(),
+        ]
+    }
+}
+
+impl Drop for KmsgDeniedCgroup {
+    fn drop(&mut self) {
+        // the agent was killed and reaped before; give the kernel a moment to empty it
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}

@@ -358,30 +358,3 @@ fn sigterm_with_a_hung_api_server_exits_within_the_grace_period() {
     assert_eq!(code, Some(0), "{}", agent.logs());
     assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
 }
-
-/// A kernel log that cannot be opened stops the agent with an error naming it, instead of
-/// running on without kernel monitoring while looking healthy (NPD#1168).
-#[test]
-fn unreadable_kernel_log_is_a_startup_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("no-kmsg");
-    let run = nodeprobe_integration::nodeprobe(&[
-        "--enable-k8s-exporter=false",
-        "--probes",
-        "inodes",
-        "--port",
-        "0",
-        "--prometheus-port",
-        "0",
-        "--state-dir",
-        dir.path().join("state").to_str().unwrap(),
-        "--kmsg-path",
-        missing.to_str().unwrap(),
-    ]);
-    assert_eq!(run.code, 70, "{run:?}");
-    assert!(
-        run.stderr.contains("log monitors") && run.stderr.contains("no-kmsg"),
-        "{}",
-        run.stderr
-    );
-}

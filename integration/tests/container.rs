@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use nodeprobe_integration::agent::{free_port, sample, scrape};
+use nodeprobe_integration::agent::{free_port, get_text, sample, scrape};
 use nodeprobe_integration::kmsg::{
     kmsg_lock, kmsg_ok, kmsg_write, scoped_kernel_rules, task_hung_line,
 };
@@ -341,8 +341,7 @@ fn the_daemonset_container_stays_up_and_counts_a_fresh_kernel_line() {
         Some(1.0),
         "{text}"
     );
-    let addr = format!("127.0.0.1:{status}").parse().unwrap();
-    let get = |p: &str| nodeprobe_integration::fakeapi::request(addr, "GET", p, "", "").0;
+    let get = |p: &str| get_text(status, p).0;
     assert_eq!(get("/livez"), 200);
     assert_eq!(get("/readyz"), 200);
     let (pid, st) = ctr.task().expect("the task");

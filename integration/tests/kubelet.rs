@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nodeprobe_integration::agent::{free_port, sample, scrape};
+use nodeprobe_integration::agent::{free_port, get_text, sample, scrape};
 use nodeprobe_integration::kmsg::{
     kmsg_lock, kmsg_ok, kmsg_write, scoped_kernel_rules, task_hung_line,
 };
@@ -41,12 +41,6 @@ fn sysctls() -> Vec<String> {
         .iter()
         .map(|s| std::fs::read_to_string(Path::new("/proc/sys").join(s)).unwrap_or_default())
         .collect()
-}
-
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let (code, v) = nodeprobe_integration::fakeapi::request(addr, "GET", path, "", "");
-    (code, v.to_string())
 }
 
 /// The overlay: deploy/base plus what this environment needs. Returns its directory.
@@ -249,8 +243,8 @@ fn daemonset_pod_on_a_real_kubelet_reports_and_stays_up() {
         pod["metadata"]["ownerReferences"][0]["kind"], "DaemonSet",
         "{pod:#}"
     );
-    assert_eq!(http_get(ports.0, "/readyz").0, 200);
-    assert_eq!(http_get(ports.0, "/livez").0, 200, "liveness endpoint");
+    assert_eq!(get_text(ports.0, "/readyz").0, 200);
+    assert_eq!(get_text(ports.0, "/livez").0, 200, "liveness endpoint");
 
     // What the runtime really applied (the CRI plugin's OCI spec of the container).
     let cid = pod["status"]["containerStatuses"][0]["containerID"]

@@ -36,6 +36,37 @@ pub fn adjtimex_read() -> std::io::Result<RawTimex> {
     })
 }
 
+/// `SYSLOG_ACTION_READ_ALL`: read the whole kernel ring as text, non-destructively.
+const SYSLOG_ACTION_READ_ALL: libc::c_int = 3;
+/// `SYSLOG_ACTION_SIZE_BUFFER`: the size of the kernel ring.
+const SYSLOG_ACTION_SIZE_BUFFER: libc::c_int = 10;
+
+/// Size of the kernel's log ring in bytes (`syslog(2)` `SYSLOG_ACTION_SIZE_BUFFER`). With
+/// `kernel.dmesg_restrict=1` this needs `CAP_SYSLOG`, like reading it.
+pub fn klog_size() -> std::io::Result<usize> {
+    // SAFETY: with SIZE_BUFFER the kernel ignores `bufp` and `len`; a null pointer and 0 are
+    // what glibc and musl document for this action.
+    let n = unsafe { libc::klogctl(SYSLOG_ACTION_SIZE_BUFFER, std::ptr::null_mut(), 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Copy the newest kernel log records that fit into `buf` as text lines
+/// `<PRI>[ seconds.micros] message` (`syslog(2)` `SYSLOG_ACTION_READ_ALL`; does not consume
+/// anything, other readers are unaffected). Returns the number of bytes written.
+pub fn klog_read_all(buf: &mut [u8]) -> std::io::Result<usize> {
+    let len = libc::c_int::try_from(buf.len()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `buf` is a live, exclusively borrowed byte buffer of at least `len` bytes; the
+    // kernel writes at most `len` bytes into it and returns how many.
+    let n = unsafe { libc::klogctl(SYSLOG_ACTION_READ_ALL, buf.as_mut_ptr().cast(), len) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((n as usize).min(buf.len()))
+}
+
 /// Register an owned, non-blocking file (e.g. `/dev/kmsg`) with tokio's reactor for
 /// readability.
 pub fn async_fd_readable(
@@ -106,6 +137,23 @@ mod tests {
         assert!(n > 0, "found the executable's read-only segments");
         // code keeps running after its pages were dropped
         assert_eq!(super::adjtimex_read().map(|_| ()).ok(), Some(()));
+    }
+
+    #[test]
+    fn the_kernel_ring_reads_as_text_lines() {
+        // root (or CAP_SYSLOG) on the test machine: the real ring
+        let size = super::klog_size().expect("SIZE_BUFFER");
+        assert!(size >= 4096, "ring of {size} bytes");
+        let mut buf = vec![0u8; size];
+        let n = super::klog_read_all(&mut buf).expect("READ_ALL");
+        assert!(
+            n > 0 && buf[0] == b'<',
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n.min(80)])
+        );
+        // a buffer too small gets the newest lines that fit, never an error
+        let mut small = [0u8; 1];
+        assert!(super::klog_read_all(&mut small).is_ok());
     }
 
     #[test]

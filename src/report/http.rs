@@ -1,5 +1,10 @@
-//! HTTP endpoints (hyper 1): `/healthz`, `/readyz`, `/conditions` on `--address:--port`,
-//! `/metrics` (OpenMetrics) on `--prometheus-address:--prometheus-port`.
+//! HTTP endpoints (hyper 1): `/livez`, `/healthz`, `/readyz`, `/conditions` on
+//! `--address:--port`, `/metrics` (OpenMetrics) on `--prometheus-address:--prometheus-port`.
+//!
+//! * `/livez`: 503 only when a loop or log monitor thread died or hung (a restart helps).
+//! * `/healthz`: 503 with one line per degraded component (what `/livez` lists, and log
+//!   sources never readable or unreadable for a while), else `ok`.
+//! * `/readyz`: 200 once the node conditions were synced (at once without an API server).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -56,18 +61,8 @@ pub fn status_route(shared: &Shared, method: &Method, path: &str) -> Response<Fu
         return reply(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
     }
     match path {
-        "/healthz" => {
-            let stopped = shared.metrics.stopped_log_monitors();
-            if stopped.is_empty() {
-                reply(StatusCode::OK, TEXT, "ok")
-            } else {
-                reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    TEXT,
-                    format!("log monitor stopped: {}", stopped.join(", ")),
-                )
-            }
-        }
+        "/livez" => health_reply(shared.metrics.dead()),
+        "/healthz" => health_reply(shared.metrics.degraded()),
         "/readyz" => {
             if shared.ready.load(Ordering::Relaxed) {
                 reply(StatusCode::OK, TEXT, "ok")
@@ -85,6 +80,18 @@ pub fn status_route(shared: &Shared, method: &Method, path: &str) -> Response<Fu
             reply(StatusCode::OK, "application/json", body)
         }
         _ => reply(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+    }
+}
+
+/// `200 ok`, or 503 with one line per problem.
+fn health_reply(problems: Vec<String>) -> Response<Full<Bytes>> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    if problems.is_empty() {
+        reply(StatusCode::OK, TEXT, "ok")
+    } else {
+        let mut body = problems.join("\n");
+        body.push('\n');
+        reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, body)
     }
 }
 
@@ -311,6 +318,7 @@ mod tests {
     async fn routes() {
         let (s, tx) = shared();
         assert_eq!(status_route(&s, &Method::GET, "/healthz").status(), 200);
+        assert_eq!(status_route(&s, &Method::GET, "/livez").status(), 200);
         assert_eq!(status_route(&s, &Method::GET, "/readyz").status(), 503);
         s.ready.store(true, Ordering::Relaxed);
         assert_eq!(status_route(&s, &Method::GET, "/readyz").status(), 200);
@@ -332,6 +340,22 @@ mod tests {
             serde_json::json!([{"type": "InodesPressure", "status": "False", "reason": "R",
                 "message": "m", "transition": "1970-01-01T00:00:00Z"}])
         );
+        // An unreadable log source: not healthy (listed), still alive.
+        let st = Arc::new(probes::logs::MonitorStats::new("kernel-monitor"));
+        st.running.store(true, Ordering::Relaxed);
+        st.mark_down("cannot read the kernel log: EPERM");
+        let st2 = Arc::new(probes::logs::MonitorStats::new("docker-monitor"));
+        st2.running.store(true, Ordering::Relaxed);
+        st2.mark_down("no journal");
+        s.metrics.watch_log_monitors(vec![st, st2]);
+        let h = status_route(&s, &Method::GET, "/healthz");
+        assert_eq!(h.status(), 503);
+        assert_eq!(
+            body(h).await,
+            "log source kernel-monitor never readable: cannot read the kernel log: EPERM\n\
+             log source docker-monitor never readable: no journal\n"
+        );
+        assert_eq!(status_route(&s, &Method::GET, "/livez").status(), 200);
         let m = metrics_route(&s, &Method::GET, "/metrics");
         assert_eq!(m.headers()[http::header::CONTENT_TYPE], CONTENT_TYPE);
         assert!(body(m).await.ends_with("# EOF\n"));

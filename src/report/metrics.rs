@@ -2,14 +2,21 @@
 //! `problem_gauge` keep their names and labels; nodeprobe's own metrics are prefixed
 //! `nodeprobe_`.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use probes::logs::MonitorStats;
 use probes::ConditionSpec;
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(String, String)>;
@@ -30,8 +37,10 @@ fn duration_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// The running log monitors, for `/healthz`.
-    log_monitors: Mutex<Vec<std::sync::Arc<probes::logs::MonitorStats>>>,
+    /// The running log monitors: their counters (read at each scrape) and health.
+    log_monitors: Arc<LogMonitors>,
+    /// The agent's long-running loops (probe schedulers, API writers), for `/livez`.
+    loops: Mutex<Vec<(String, tokio::task::AbortHandle)>>,
     /// NPD `problem_counter{reason}`: problem events emitted. Exposed with gauge type so the
     /// series keeps NPD's name (an OpenMetrics counter must end in `_total`).
     pub problem_counter: Family<Labels, Gauge>,
@@ -44,10 +53,6 @@ pub struct Metrics {
     pub events_dropped: Family<Labels, Counter>,
     pub api_errors: Family<Labels, Counter>,
     pub condition_syncs: Counter,
-    /// Hook for the kmsg monitor: records read.
-    pub kmsg_records_read: Counter,
-    /// Hook for the kmsg monitor: records the kernel overwrote before we read them.
-    pub kmsg_records_lost: Counter,
     /// Last reason set to 1 per condition type (NPD zeroes the previous reason).
     gauge_reasons: Mutex<std::collections::HashMap<String, String>>,
 }
@@ -72,8 +77,7 @@ impl Metrics {
         let events_dropped = Family::<Labels, Counter>::default();
         let api_errors = Family::<Labels, Counter>::default();
         let condition_syncs = Counter::default();
-        let kmsg_records_read = Counter::default();
-        let kmsg_records_lost = Counter::default();
+        let log_monitors = Arc::new(LogMonitors::default());
         registry.register(
             "problem_counter",
             "Number of times a specific type of problem has occurred (NPD)",
@@ -119,16 +123,7 @@ impl Metrics {
             "Successful node status patches",
             condition_syncs.clone(),
         );
-        registry.register(
-            "nodeprobe_kmsg_records_read",
-            "Kernel log records read",
-            kmsg_records_read.clone(),
-        );
-        registry.register(
-            "nodeprobe_kmsg_records_lost",
-            "Kernel log records overwritten before they were read",
-            kmsg_records_lost.clone(),
-        );
+        registry.register_collector(Box::new(Arc::clone(&log_monitors)));
         Metrics {
             registry,
             problem_counter,
@@ -140,10 +135,9 @@ impl Metrics {
             events_dropped,
             api_errors,
             condition_syncs,
-            kmsg_records_read,
-            kmsg_records_lost,
             gauge_reasons: Mutex::new(Default::default()),
-            log_monitors: Mutex::new(Vec::new()),
+            log_monitors,
+            loops: Mutex::new(Vec::new()),
         }
     }
 
@@ -168,27 +162,71 @@ impl Metrics {
         }
     }
 
-    /// Initialise `problem_counter{reason}` for a temporary rule's reason.
-    /// Watch these log monitors for `/healthz`.
-    pub fn watch_log_monitors(&self, stats: Vec<std::sync::Arc<probes::logs::MonitorStats>>) {
-        if let Ok(mut m) = self.log_monitors.lock() {
+    /// Export these log monitors' counters and watch them for `/livez` and `/healthz`.
+    pub fn watch_log_monitors(&self, stats: Vec<Arc<MonitorStats>>) {
+        if let Ok(mut m) = self.log_monitors.0.lock() {
             *m = stats;
         }
     }
 
-    /// Sources of log monitors that started and have since stopped (a dead kernel log
-    /// reader must not look healthy, NPD#1168).
-    pub fn stopped_log_monitors(&self) -> Vec<String> {
+    /// Watch these loops for `/livez`: one that ends while the agent runs is dead.
+    pub fn watch_loops(&self, loops: impl IntoIterator<Item = (String, tokio::task::AbortHandle)>) {
+        if let Ok(mut l) = self.loops.lock() {
+            l.extend(loops);
+        }
+    }
+
+    /// What makes the agent not alive (a restart helps): a log monitor that stopped or whose
+    /// loop has not moved for [`HUNG_AFTER`], a loop that ended. Empty when alive.
+    pub fn dead(&self) -> Vec<String> {
         use std::sync::atomic::Ordering::Relaxed;
-        self.log_monitors
-            .lock()
-            .map(|m| {
-                m.iter()
-                    .filter(|s| s.ready.load(Relaxed) && !s.running.load(Relaxed))
-                    .map(|s| s.source.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+        let mut out = Vec::new();
+        for s in self.log_monitors.list() {
+            if s.ready.load(Relaxed) && !s.running.load(Relaxed) {
+                out.push(format!("log monitor {} stopped", s.source));
+            } else if s.running.load(Relaxed) && s.silent_for() >= HUNG_AFTER {
+                out.push(format!(
+                    "log monitor {} hung: no progress for {}s",
+                    s.source,
+                    s.silent_for().as_secs()
+                ));
+            }
+        }
+        if let Ok(l) = self.loops.lock() {
+            for (name, h) in l.iter() {
+                if h.is_finished() {
+                    out.push(format!("{name} stopped"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Every degraded component (what `/healthz` lists): what [`Metrics::dead`] lists, and
+    /// log sources that were never readable or have been unreadable for [`SOURCE_DOWN_AFTER`].
+    pub fn degraded(&self) -> Vec<String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out = self.dead();
+        for s in self.log_monitors.list() {
+            if !s.running.load(Relaxed) {
+                continue;
+            }
+            match s.down_for() {
+                Some((_, false)) => out.push(format!(
+                    "log source {} never readable: {}",
+                    s.source,
+                    s.problem()
+                )),
+                Some((d, true)) if d >= SOURCE_DOWN_AFTER => out.push(format!(
+                    "log source {} unreadable for {}s: {}",
+                    s.source,
+                    d.as_secs(),
+                    s.problem()
+                )),
+                _ => {}
+            }
+        }
+        out
     }
 
     pub fn init_reason(&self, reason: &str) {
@@ -262,6 +300,77 @@ impl Metrics {
     }
 }
 
+/// A log monitor whose loop shows no progress this long is hung (`/livez` fails).
+pub const HUNG_AFTER: Duration = Duration::from_secs(120);
+/// A log source that was readable and has been unreadable this long fails `/healthz`.
+pub const SOURCE_DOWN_AFTER: Duration = Duration::from_secs(60);
+
+/// The log monitors' counters, read at each scrape (a prometheus-client collector, no
+/// polling loop): one series per source.
+/// One per-source counter: name, help, how to read it.
+type Series = (&'static str, &'static str, fn(&MonitorStats) -> u64);
+
+#[derive(Debug, Default)]
+struct LogMonitors(Mutex<Vec<Arc<MonitorStats>>>);
+
+impl LogMonitors {
+    fn list(&self) -> Vec<Arc<MonitorStats>> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+impl Collector for LogMonitors {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let list = self.list();
+        let mut m = encoder.encode_descriptor(
+            "nodeprobe_log_source_up",
+            "Whether the log monitor can read its source (1) or not (0)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for s in &list {
+            let labels = [("source", s.source.as_str())];
+            ConstGauge::new(i64::from(s.is_up())).encode(m.encode_family(&labels)?)?;
+        }
+        let counters: [Series; 7] = [
+            ("nodeprobe_log_records_read", "Log records read, by source", |s| {
+                s.records_read.load(Relaxed)
+            }),
+            (
+                "nodeprobe_log_records_lost",
+                "Log records lost before they were read (kernel ring overwritten, journal or file rotated away)",
+                |s| s.records_lost.load(Relaxed),
+            ),
+            ("nodeprobe_log_read_errors", "Failed reads or opens of the source", |s| {
+                s.read_errors.load(Relaxed)
+            }),
+            ("nodeprobe_log_parse_errors", "Records that could not be parsed", |s| {
+                s.parse_errors.load(Relaxed)
+            }),
+            (
+                "nodeprobe_log_state_errors",
+                "Failed reads or writes of the monitor's state file",
+                |s| s.state_errors.load(Relaxed),
+            ),
+            ("nodeprobe_log_overruns", "Times the reader fell behind the kernel ring", |s| {
+                s.overruns.load(Relaxed)
+            }),
+            ("nodeprobe_log_rule_matches", "Rule matches (events and condition matches)", |s| {
+                s.matches.load(Relaxed)
+            }),
+        ];
+        for (name, help, get) in counters {
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for s in &list {
+                let labels = [("source", s.source.as_str())];
+                ConstCounter::new(get(s)).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Content type of [`Metrics::render`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -269,18 +378,75 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 mod tests {
 
     #[test]
-    fn a_stopped_log_monitor_is_reported() {
+    fn a_stopped_or_unreadable_log_monitor_is_reported() {
         use std::sync::atomic::Ordering::Relaxed;
         let m = Metrics::new();
-        assert!(m.stopped_log_monitors().is_empty());
-        let st = std::sync::Arc::new(probes::logs::MonitorStats::new("kernel-monitor"));
+        assert!(m.dead().is_empty() && m.degraded().is_empty());
+        let st = Arc::new(MonitorStats::new("kernel-monitor"));
         m.watch_log_monitors(vec![st.clone()]);
-        assert!(m.stopped_log_monitors().is_empty(), "not started yet");
+        assert!(m.degraded().is_empty(), "not started yet");
         st.running.store(true, Relaxed);
+        st.mark_down("cannot open /dev/kmsg: EPERM");
+        assert!(
+            m.dead().is_empty(),
+            "an unreadable source is not a dead agent"
+        );
+        assert_eq!(
+            m.degraded(),
+            vec![
+                "log source kernel-monitor never readable: cannot open /dev/kmsg: EPERM"
+                    .to_string()
+            ]
+        );
+        st.mark_up(true);
         st.ready.store(true, Relaxed);
-        assert!(m.stopped_log_monitors().is_empty());
+        assert!(m.degraded().is_empty());
+        // down again: degraded only after a bound (a blip is not an outage)
+        st.mark_down("read failed");
+        assert!(m.degraded().is_empty());
         st.running.store(false, Relaxed);
-        assert_eq!(m.stopped_log_monitors(), vec!["kernel-monitor".to_string()]);
+        assert_eq!(
+            m.dead(),
+            vec!["log monitor kernel-monitor stopped".to_string()]
+        );
+        assert_eq!(m.degraded(), m.dead());
+    }
+
+    #[tokio::test]
+    async fn an_ended_loop_is_dead() {
+        let m = Metrics::new();
+        let t = tokio::spawn(async {});
+        m.watch_loops([("probe inodes".to_string(), t.abort_handle())]);
+        t.await.unwrap();
+        assert_eq!(m.dead(), vec!["probe inodes stopped".to_string()]);
+    }
+
+    #[test]
+    fn log_counters_are_exported_per_source() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = Metrics::new();
+        let (a, b) = (
+            Arc::new(MonitorStats::new("kernel-monitor")),
+            Arc::new(MonitorStats::new("docker-monitor")),
+        );
+        a.records_read.fetch_add(5, Relaxed);
+        a.mark_up(true);
+        b.read_errors.fetch_add(2, Relaxed);
+        b.parse_errors.fetch_add(3, Relaxed);
+        m.watch_log_monitors(vec![a.clone(), b]);
+        a.records_lost.fetch_add(7, Relaxed); // read at scrape time, no copy
+        let text = m.render();
+        for needle in [
+            "nodeprobe_log_source_up{source=\"kernel-monitor\"} 1",
+            "nodeprobe_log_source_up{source=\"docker-monitor\"} 0",
+            "nodeprobe_log_records_read_total{source=\"kernel-monitor\"} 5",
+            "nodeprobe_log_records_lost_total{source=\"kernel-monitor\"} 7",
+            "nodeprobe_log_read_errors_total{source=\"docker-monitor\"} 2",
+            "nodeprobe_log_parse_errors_total{source=\"docker-monitor\"} 3",
+            "# TYPE nodeprobe_log_state_errors counter",
+        ] {
+            assert!(text.contains(needle), "{needle} missing in\n{text}");
+        }
     }
     use super::*;
 
@@ -327,14 +493,12 @@ mod tests {
         m.probe_run("inodes", "ok", 0.002);
         m.event_dropped("kernel-monitor", "TaskHung", "budget");
         m.api_error("patch_node_status");
-        m.kmsg_records_read.inc();
         let text = m.render();
         for needle in [
             "nodeprobe_probe_runs_total{probe=\"inodes\",status=\"ok\"} 1",
             "nodeprobe_probe_duration_seconds_count{probe=\"inodes\"} 1",
             "nodeprobe_events_dropped_total{source=\"kernel-monitor\",reason=\"TaskHung\",cause=\"budget\"} 1",
             "nodeprobe_api_request_errors_total{request=\"patch_node_status\"} 1",
-            "nodeprobe_kmsg_records_read_total 1",
             "# EOF",
         ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");

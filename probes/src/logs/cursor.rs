@@ -51,6 +51,12 @@ pub struct MonitorState {
     pub file_inode: Option<u64>,
     #[serde(default)]
     pub file_offset: Option<u64>,
+    /// Ring cursor (kmsg monitors reading through syslog(2)): the newest timestamp read,
+    /// microseconds since boot, and how many lines with that timestamp were read.
+    #[serde(default)]
+    pub ring_usec: Option<u64>,
+    #[serde(default)]
+    pub ring_seen: Option<u32>,
 }
 
 pub const STATE_VERSION: u32 = 1;
@@ -146,6 +152,8 @@ mod tests {
             journal_cursor: None,
             file_inode: None,
             file_offset: None,
+            ring_usec: None,
+            ring_seen: None,
         }
     }
 

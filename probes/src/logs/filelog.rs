@@ -438,15 +438,8 @@ impl FileMonitor {
                 }
             }
         }
-        let persist = Persist {
-            path: self.state_path.clone(),
-            boot_id: self.boot_id.clone(),
-            last_write: std::time::Instant::now(),
-            warned: false,
-            dirty: true,
-            journal_cursor: None,
-            file: None,
-        };
+        let persist = Persist::new(self.state_path.clone(), self.boot_id.clone());
+        self.stats.set_backend(super::Backend::File);
         for u in matcher.conditions.current() {
             if self.tx.blocking_send(LogFinding::Condition(u)).is_err() {
                 return;
@@ -463,14 +456,18 @@ impl FileMonitor {
         let mut warned_open = false;
         let mut first = true;
         while !self.stopping() {
+            self.stats.beat();
             if cur.is_none() {
                 match open_at(&self.path, start) {
                     Ok(o) => {
                         warned_open = false;
+                        self.stats.mark_up(true);
                         cur = Some(o);
                     }
                     Err(e) => {
                         self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                        self.stats
+                            .mark_down(format!("cannot open {}: {e}", self.path.display()));
                         if !warned_open {
                             warned_open = true;
                             tracing::warn!(path = %self.path.display(), error = %e, "cannot open the log file; retrying (logged once)");
@@ -714,10 +711,7 @@ mod tests {
             let monitors = crate::logs::spawn_monitors(
                 crate::HostPaths::new("/"),
                 vec![config],
-                crate::logs::MonitorOptions {
-                    state_dir: tmp.path().join("state"),
-                    kmsg_path: None,
-                },
+                crate::logs::MonitorOptions::new(tmp.path().join("state")),
                 tx,
             )
             .unwrap();

@@ -58,15 +58,9 @@ impl JournalMonitor {
             let lb = now.checked_sub(self.config.lookback).unwrap_or(self.boot);
             lb.max(self.boot + self.config.delay.unwrap_or_default())
         };
-        let mut persist = Persist {
-            path: self.state_path.clone(),
-            boot_id: self.boot_id.clone(),
-            last_write: std::time::Instant::now(),
-            warned: false,
-            dirty: true,
-            journal_cursor: saved.as_ref().and_then(|s| s.journal_cursor.clone()),
-            file: None,
-        };
+        let mut persist = Persist::new(self.state_path.clone(), self.boot_id.clone());
+        persist.journal_cursor = saved.as_ref().and_then(|s| s.journal_cursor.clone());
+        self.stats.set_backend(super::Backend::Journal);
         for u in matcher.conditions.current() {
             if self.tx.blocking_send(LogFinding::Condition(u)).is_err() {
                 return;
@@ -80,9 +74,14 @@ impl JournalMonitor {
             if *self.shutdown.borrow() || self.shutdown.has_changed().is_err() {
                 break;
             }
+            self.stats.beat();
             match sdjournal::Journal::open_dir(&self.dir) {
                 Err(e) => {
                     self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                    self.stats.mark_down(format!(
+                        "cannot open the journal in {}: {e}",
+                        self.dir.display()
+                    ));
                     if !warned_open {
                         warned_open = true;
                         tracing::warn!(dir = %self.dir.display(), error = %e, "cannot open the journal; retrying (logged once)");
@@ -90,6 +89,7 @@ impl JournalMonitor {
                 }
                 Ok(journal) => {
                     warned_open = false;
+                    self.stats.mark_up(true);
                     let mut q = journal.query();
                     q.match_exact("SYSLOG_IDENTIFIER", self.identifier.as_bytes());
                     match resume.clone() {

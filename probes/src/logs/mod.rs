@@ -3,6 +3,7 @@
 //! * [`rules`]: loading and validating NPD rule files ([`MonitorConfig::load`]).
 //! * [`engine`]: NPD's buffer matching semantics, compiled once, with a prefilter.
 //! * [`kmsg`]: `/dev/kmsg` records and ring-overrun accounting.
+//! * [`ring`]: the kernel ring read through `syslog(2)` where `/dev/kmsg` cannot be opened.
 //! * [`cursor`]: per-boot state (kmsg cursor, log-based conditions) in the state directory.
 //! * [`oom`]: OOM kill attribution (pod UID, container ID).
 //!
@@ -11,7 +12,13 @@
 //! condition with its current state (restored from the state directory in the same boot,
 //! otherwise `False` with the declared reason), then findings as lines match.
 //!
-//! Sources: `kmsg` ([`kmsg`]), `journald` ([`journald`], default-on `journald` cargo
+//! The kmsg source reads `/dev/kmsg` when it can open it, otherwise (a container's device
+//! cgroup: `EPERM`) the ring through `syslog(2)` ([`ring`]). When neither works (no
+//! `CAP_SYSLOG`) the monitor does not stop the agent: its conditions turn `Unknown` with a
+//! message naming the source, the cause and what to grant, it sends one
+//! `LogSourceUnavailable` event per outage and tries again every [`KERNEL_LOG_RETRY`].
+//!
+//! Sources: `kmsg` ([`kmsg`], [`ring`]), `journald` ([`journald`], default-on `journald` cargo
 //! feature) and `filelog` ([`filelog`]). [`spawn_monitors`] skips a journald monitor whose
 //! journal directory is missing (NPD fails to start it) and lists it in
 //! [`Monitors::skipped`].
@@ -23,12 +30,13 @@ pub mod filelog;
 pub mod journald;
 pub mod kmsg;
 pub mod oom;
+pub mod ring;
 pub mod rules;
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
@@ -75,6 +83,18 @@ pub struct LogMonitorArgs {
         global = true
     )]
     pub kmsg_path: Option<PathBuf>,
+
+    /// How often the kernel ring is read through syslog(2) where the kernel log device
+    /// cannot be opened (a container without access to /dev/kmsg).
+    #[arg(
+        id = "kernel-log-poll-interval",
+        long = "kernel-log-poll-interval",
+        env = "NODEPROBE_KERNEL_LOG_POLL_INTERVAL",
+        default_value = "1s",
+        value_parser = crate::parse_duration,
+        global = true
+    )]
+    pub kernel_log_poll_interval: Duration,
 }
 
 impl LogMonitorArgs {
@@ -100,6 +120,7 @@ impl LogMonitorArgs {
         MonitorOptions {
             state_dir: self.state_dir.clone(),
             kmsg_path: self.kmsg_path.clone(),
+            ring_poll: self.kernel_log_poll_interval,
         }
     }
 }
@@ -110,6 +131,19 @@ pub struct MonitorOptions {
     pub state_dir: PathBuf,
     /// Override of `<host-root>/dev/kmsg`.
     pub kmsg_path: Option<PathBuf>,
+    /// Poll interval of the kernel ring read through `syslog(2)`.
+    pub ring_poll: Duration,
+}
+
+impl MonitorOptions {
+    /// Defaults with this state directory.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        MonitorOptions {
+            state_dir: state_dir.into(),
+            kmsg_path: None,
+            ring_poll: ring::DEFAULT_POLL,
+        }
+    }
 }
 
 /// A monitor's saved state, if it is from this boot. A corrupt file is counted and logged,
@@ -152,13 +186,6 @@ pub(crate) fn pause(shutdown: &watch::Receiver<bool>, d: Duration) -> bool {
 pub enum LogError {
     #[error("log monitors need a tokio runtime")]
     NoRuntime,
-    #[error("{monitor}: cannot open kernel log {path}: {source}")]
-    Open {
-        monitor: String,
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("{monitor}: cannot start the monitor thread: {source}")]
     Thread {
         monitor: String,
@@ -192,6 +219,63 @@ pub struct MonitorStats {
     /// The monitor has positioned itself in its log and sent its initial conditions:
     /// lines written from now on will be seen.
     pub ready: AtomicBool,
+    /// What the monitor reads ([`Backend`] as a number).
+    backend: AtomicU8,
+    /// The source can be read now.
+    up: AtomicBool,
+    /// The source was readable at least once.
+    ever_up: AtomicBool,
+    /// Since when (ms on [`monotonic_ms`]) the source cannot be read; 0 while it can.
+    down_since_ms: AtomicU64,
+    /// Why the source cannot be read (last error).
+    problem: Mutex<String>,
+    /// Last sign of life of the monitor's loop (ms on [`monotonic_ms`]).
+    heartbeat_ms: AtomicU64,
+}
+
+/// What a monitor reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Backend {
+    /// Not (yet) readable.
+    None = 0,
+    /// `/dev/kmsg`.
+    Kmsg = 1,
+    /// The kernel ring through `syslog(2)`.
+    Syslog = 2,
+    /// The systemd journal.
+    Journal = 3,
+    /// A log file.
+    File = 4,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::None => "none",
+            Backend::Kmsg => "kmsg",
+            Backend::Syslog => "syslog",
+            Backend::Journal => "journald",
+            Backend::File => "filelog",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Backend::Kmsg,
+            2 => Backend::Syslog,
+            3 => Backend::Journal,
+            4 => Backend::File,
+            _ => Backend::None,
+        }
+    }
+}
+
+/// Milliseconds on a monotonic clock, counted from the first call in this process (never 0).
+pub fn monotonic_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    epoch.elapsed().as_millis() as u64 + 1
 }
 
 impl MonitorStats {
@@ -207,7 +291,77 @@ impl MonitorStats {
             read_errors: AtomicU64::new(0),
             running: AtomicBool::new(false),
             ready: AtomicBool::new(false),
+            backend: AtomicU8::new(Backend::None as u8),
+            up: AtomicBool::new(false),
+            ever_up: AtomicBool::new(false),
+            down_since_ms: AtomicU64::new(monotonic_ms()),
+            problem: Mutex::new(String::new()),
+            heartbeat_ms: AtomicU64::new(monotonic_ms()),
         }
+    }
+
+    pub fn set_backend(&self, b: Backend) {
+        self.backend.store(b as u8, Ordering::Relaxed);
+    }
+
+    pub fn backend(&self) -> Backend {
+        Backend::from_u8(self.backend.load(Ordering::Relaxed))
+    }
+
+    /// The source could (`true`) or could not be read.
+    pub fn mark_up(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
+        if up {
+            self.ever_up.store(true, Ordering::Relaxed);
+            self.down_since_ms.store(0, Ordering::Relaxed);
+        } else {
+            let _ = self.down_since_ms.compare_exchange(
+                0,
+                monotonic_ms(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// The source cannot be read, and why.
+    pub fn mark_down(&self, why: impl Into<String>) {
+        if let Ok(mut p) = self.problem.lock() {
+            *p = why.into();
+        }
+        self.mark_up(false);
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// How long the source has been unreadable and whether it ever was readable; `None` while
+    /// it can be read.
+    pub fn down_for(&self) -> Option<(Duration, bool)> {
+        if self.is_up() {
+            return None;
+        }
+        let since = self.down_since_ms.load(Ordering::Relaxed);
+        let d = Duration::from_millis(monotonic_ms().saturating_sub(since));
+        Some((d, self.ever_up.load(Ordering::Relaxed)))
+    }
+
+    /// The last reason the source could not be read.
+    pub fn problem(&self) -> String {
+        self.problem.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// The monitor's loop is alive.
+    pub fn beat(&self) {
+        self.heartbeat_ms.store(monotonic_ms(), Ordering::Relaxed);
+    }
+
+    /// Time since the loop's last sign of life.
+    pub fn silent_for(&self) -> Duration {
+        Duration::from_millis(
+            monotonic_ms().saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed)),
+        )
     }
 }
 
@@ -498,6 +652,7 @@ pub fn spawn_monitors(
     };
     let mut used_state_files: Vec<PathBuf> = Vec::new();
     let mut kmsg_tasks = Vec::new();
+    let mut kernel_threads = Vec::new();
     let mut used_state = |plugin: &str, source: &str| {
         let mut p = cursor::state_file(&options.state_dir, plugin, source);
         let mut n = 2;
@@ -586,31 +741,31 @@ pub fn spawn_monitors(
             .kmsg_path
             .clone()
             .unwrap_or_else(|| host.dev().join("kmsg"));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&kmsg_path)
-            .map_err(|source| LogError::Open {
-                monitor: config.origin.clone(),
-                path: kmsg_path.display().to_string(),
-                source,
-            })?;
         let state_path = used_state("kmsg", &config.source);
         let stats = Arc::new(MonitorStats::new(config.source.clone()));
         monitors.stats.push(Arc::clone(&stats));
-        kmsg_tasks.push(KmsgMonitor {
+        let kernel = KernelMonitor {
             boot_id_path: host.proc().join("sys/kernel/random/boot_id"),
             kmsg_path,
-            file,
             state_path,
             config,
             stats,
             tx: tx.clone(),
             shutdown: shutdown_rx.clone(),
-        });
+            poll: options.ring_poll,
+        };
+        match open_kernel_log(&kernel.kmsg_path) {
+            KernelLog::Kmsg(file) => kmsg_tasks.push(kernel.kmsg(file)),
+            other => kernel_threads.push((kernel, other)),
+        }
     }
     for m in kmsg_tasks {
         monitors.tasks.push(tokio::spawn(m.run()));
+    }
+    for (i, (k, log)) in kernel_threads.into_iter().enumerate() {
+        let origin = k.config.origin.clone();
+        let t = spawn_thread(&format!("kernel-log-{i}"), &origin, move || k.run(log))?;
+        monitors.threads.push(t);
     }
     for (i, m) in file_tasks.into_iter().enumerate() {
         let origin = m.config.origin.clone();
@@ -631,10 +786,22 @@ pub fn spawn_monitors(
 enum Start {
     /// Same boot, state present: everything after this sequence number.
     AfterSeq(u64),
+    /// Same boot, state present: everything after the saved ring cursor.
+    AfterRing,
     /// New boot or no state: records not older than this (lookback / delay).
     Since(SystemTime),
     /// No lookback: only records written from now on.
     End,
+}
+
+/// Where a monitor without saved state starts: `lookback` before now (not before
+/// `boot + delay`), or at the end of the log without a lookback.
+fn start_point(config: &MonitorConfig, now: SystemTime, boot: SystemTime) -> Start {
+    if config.lookback.is_zero() {
+        return Start::End;
+    }
+    let since = now.checked_sub(config.lookback).unwrap_or(boot);
+    Start::Since(since.max(boot + config.delay.unwrap_or_default()))
 }
 
 struct KmsgMonitor {
@@ -647,6 +814,173 @@ struct KmsgMonitor {
     tx: mpsc::Sender<LogFinding>,
     shutdown: watch::Receiver<bool>,
 }
+
+/// How the kernel log can be read.
+enum KernelLog {
+    /// `/dev/kmsg`, opened.
+    Kmsg(std::fs::File),
+    /// The ring through `syslog(2)`: its size.
+    Ring(usize),
+    /// Neither: why.
+    Unavailable(String),
+}
+
+/// The first cause of a kernel log outage: what a node operator must grant.
+const KERNEL_LOG_GRANT: &str = "grant the agent CAP_SYSLOG (Kubernetes: securityContext.capabilities.add: [\"SYSLOG\"]; \
+     kernel.dmesg_restrict=1 requires it for syslog(2)), or access to the /dev/kmsg device (privileged)";
+
+/// How often a monitor whose kernel log cannot be read tries again.
+pub const KERNEL_LOG_RETRY: Duration = Duration::from_secs(10);
+
+/// Open `/dev/kmsg`; where that fails, check that the ring can be read through `syslog(2)`.
+fn open_kernel_log(kmsg_path: &Path) -> KernelLog {
+    let kmsg_err = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(kmsg_path)
+    {
+        Ok(f) => return KernelLog::Kmsg(f),
+        Err(e) => e,
+    };
+    let ring = crate::sys::klog_size().and_then(|size| {
+        let mut probe = [0u8; 64];
+        crate::sys::klog_read_all(&mut probe).map(|_| size)
+    });
+    match ring {
+        Ok(size) => {
+            tracing::warn!(path = %kmsg_path.display(), error = %kmsg_err,
+                "cannot open the kernel log device; reading the kernel ring through syslog(2) instead");
+            KernelLog::Ring(size)
+        }
+        Err(ring_err) => KernelLog::Unavailable(format!(
+            "cannot read the kernel log: opening {} failed: {kmsg_err}; syslog(2) READ_ALL failed: {ring_err}; {KERNEL_LOG_GRANT}",
+            kmsg_path.display()
+        )),
+    }
+}
+
+/// A kernel log monitor before it knows what it reads.
+struct KernelMonitor {
+    boot_id_path: PathBuf,
+    kmsg_path: PathBuf,
+    state_path: PathBuf,
+    config: MonitorConfig,
+    stats: Arc<MonitorStats>,
+    tx: mpsc::Sender<LogFinding>,
+    shutdown: watch::Receiver<bool>,
+    poll: Duration,
+}
+
+impl KernelMonitor {
+    fn kmsg(self, file: std::fs::File) -> KmsgMonitor {
+        KmsgMonitor {
+            boot_id_path: self.boot_id_path,
+            kmsg_path: self.kmsg_path,
+            file,
+            state_path: self.state_path,
+            config: self.config,
+            stats: self.stats,
+            tx: self.tx,
+            shutdown: self.shutdown,
+        }
+    }
+
+    /// On a monitor thread: read the ring, or wait for the kernel log to become readable
+    /// (then read whichever works).
+    fn run(self, mut log: KernelLog) {
+        loop {
+            match log {
+                KernelLog::Kmsg(file) => {
+                    if let Ok(h) = tokio::runtime::Handle::try_current() {
+                        h.block_on(self.kmsg(file).run());
+                    }
+                    return;
+                }
+                KernelLog::Ring(size) => {
+                    let boot_id = read_boot_id(&self.boot_id_path);
+                    ring::RingMonitor {
+                        boot_id,
+                        boot: boot_time(SystemTime::now()),
+                        state_path: self.state_path,
+                        config: self.config,
+                        stats: self.stats,
+                        tx: self.tx,
+                        shutdown: self.shutdown,
+                        poll: self.poll,
+                        read_size: size.min(ring::MAX_READ),
+                    }
+                    .run();
+                    return;
+                }
+                KernelLog::Unavailable(why) => match self.unavailable(why) {
+                    Some(l) => log = l,
+                    None => return,
+                },
+            }
+        }
+    }
+
+    /// One outage: every declared condition `Unknown` with the cause, one
+    /// `LogSourceUnavailable` event, then a new try every [`KERNEL_LOG_RETRY`]. Returns the
+    /// log once it can be read, `None` on shutdown.
+    fn unavailable(&self, why: String) -> Option<KernelLog> {
+        let stats = &self.stats;
+        stats.set_backend(Backend::None);
+        stats.read_errors.fetch_add(1, Ordering::Relaxed);
+        stats.mark_down(why.clone());
+        stats.running.store(true, Ordering::Relaxed);
+        tracing::error!(monitor = %self.config.source, "{why}; its conditions are Unknown until it can");
+        let now = SystemTime::now();
+        let mut out: Vec<LogFinding> = self
+            .config
+            .conditions
+            .iter()
+            .map(|d| {
+                LogFinding::Condition(ConditionUpdate {
+                    source: self.config.source.clone(),
+                    condition: d.condition.clone(),
+                    status: ConditionStatus::Unknown,
+                    reason: LOG_SOURCE_UNAVAILABLE.to_string(),
+                    message: why.clone(),
+                    transition: now,
+                })
+            })
+            .collect();
+        out.push(LogFinding::Event(MonitorEvent {
+            source: self.config.source.clone(),
+            reason: LOG_SOURCE_UNAVAILABLE.to_string(),
+            message: why,
+            timestamp: now,
+            oom: None,
+        }));
+        for f in out {
+            if self.tx.blocking_send(f).is_err() {
+                return None;
+            }
+        }
+        stats.ready.store(true, Ordering::Relaxed);
+        loop {
+            stats.beat();
+            if pause(&self.shutdown, KERNEL_LOG_RETRY) {
+                stats.running.store(false, Ordering::Relaxed);
+                return None;
+            }
+            match open_kernel_log(&self.kmsg_path) {
+                KernelLog::Unavailable(why) => {
+                    stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                    stats.mark_down(why)
+                }
+                log => {
+                    tracing::info!(monitor = %self.config.source, "the kernel log can be read again");
+                    return Some(log);
+                }
+            }
+        }
+    }
+}
+
+/// Reason of the event (and of the `Unknown` conditions) of a log source that cannot be read.
+pub const LOG_SOURCE_UNAVAILABLE: &str = "LogSourceUnavailable";
 
 /// Read (and drop) every record available now on a non-blocking kmsg fd; the last
 /// sequence number seen.
@@ -695,6 +1029,8 @@ fn boot_time(now: SystemTime) -> SystemTime {
 }
 
 struct Persist {
+    /// Ring cursor (kmsg monitors reading through syslog(2)).
+    ring: Option<ring::RingCursor>,
     path: PathBuf,
     boot_id: Option<String>,
     last_write: Instant,
@@ -707,6 +1043,19 @@ struct Persist {
 }
 
 impl Persist {
+    fn new(path: PathBuf, boot_id: Option<String>) -> Self {
+        Persist {
+            ring: None,
+            path,
+            boot_id,
+            last_write: Instant::now(),
+            warned: false,
+            dirty: true,
+            journal_cursor: None,
+            file: None,
+        }
+    }
+
     fn save(&mut self, stats: &MonitorStats, last_seq: Option<u64>, tracker: &ConditionTracker) {
         let Some(boot_id) = self.boot_id.clone() else {
             return;
@@ -719,6 +1068,8 @@ impl Persist {
             journal_cursor: self.journal_cursor.clone(),
             file_inode: self.file.map(|f| f.0),
             file_offset: self.file.map(|f| f.1),
+            ring_usec: self.ring.map(|c| c.usec),
+            ring_seen: self.ring.map(|c| c.seen),
         };
         self.last_write = Instant::now();
         self.dirty = false;
@@ -750,15 +1101,7 @@ impl KmsgMonitor {
                     None => Start::End,
                 }
             }
-            None if self.config.lookback.is_zero() => Start::End,
-            None => {
-                let mut since = now.checked_sub(self.config.lookback).unwrap_or(boot);
-                let after_delay = boot + self.config.delay.unwrap_or_default();
-                if since < after_delay {
-                    since = after_delay;
-                }
-                Start::Since(since)
-            }
+            None => start_point(&self.config, now, boot),
         };
         let mut buf = vec![0u8; kmsg::READ_BUF];
         // No lookback: skip what is in the ring now, but learn its last sequence number so
@@ -774,16 +1117,10 @@ impl KmsgMonitor {
         if let Start::AfterSeq(seq) = start {
             decoder.resume_after(seq);
         }
-        tracing::info!(monitor = %source, start = ?start, state = %self.state_path.display(), "kernel log monitor started");
-        let mut persist = Persist {
-            path: self.state_path.clone(),
-            boot_id,
-            last_write: Instant::now(),
-            warned: false,
-            dirty: true,
-            journal_cursor: None,
-            file: None,
-        };
+        tracing::info!(monitor = %source, backend = "kmsg", path = %self.kmsg_path.display(), start = ?start,
+            state = %self.state_path.display(), "kernel log monitor started");
+        self.stats.set_backend(Backend::Kmsg);
+        let mut persist = Persist::new(self.state_path.clone(), boot_id);
         for u in matcher.conditions.current() {
             if self.tx.send(LogFinding::Condition(u)).await.is_err() {
                 return;
@@ -798,6 +1135,7 @@ impl KmsgMonitor {
                 return;
             }
         };
+        self.stats.mark_up(true);
         self.stats.ready.store(true, Ordering::Relaxed);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -809,6 +1147,7 @@ impl KmsgMonitor {
             tokio::select! {
                 _ = self.shutdown.changed() => break 'outer,
                 _ = tick.tick() => {
+                    self.stats.beat();
                     let cleared = matcher.conditions.expire(SystemTime::now());
                     if !cleared.is_empty() {
                         persist.save(&self.stats, processed_seq, &matcher.conditions);
@@ -839,11 +1178,17 @@ impl KmsgMonitor {
                         let ev = match res {
                             Err(_would_block) => break,
                             Ok(Ok(0)) => break,
-                            Ok(Ok(n)) => decoder.on_bytes(&buf[..n]),
+                            Ok(Ok(n)) => {
+                                if !self.stats.is_up() {
+                                    self.stats.mark_up(true);
+                                }
+                                decoder.on_bytes(&buf[..n])
+                            }
                             Ok(Err(e)) if e.raw_os_error() == Some(libc::EPIPE) => decoder.on_overrun(),
                             Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                             Ok(Err(e)) => {
                                 self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                                self.stats.mark_down(format!("reading {} failed: {e}", self.kmsg_path.display()));
                                 tracing::warn!(error = %e, "reading the kernel log failed; retrying in 5s");
                                 drop(guard);
                                 tokio::time::sleep(Duration::from_secs(5)).await;

@@ -1,0 +1,474 @@
+//! The kernel log read through `syslog(2)` (`SYSLOG_ACTION_READ_ALL`): the kmsg source's
+//! fallback where `/dev/kmsg` cannot be opened (a container's device cgroup allows no such
+//! device) but `CAP_SYSLOG` is granted.
+//!
+//! `READ_ALL` returns the newest records of the ring that fit the buffer as text lines
+//! `<PRI>[ seconds.micros] message` (with `CONFIG_PRINTK_CALLER` a `[  T123]` follows the
+//! time); each line of a multi-line record carries the same prefix. The ring is polled (every
+//! [`DEFAULT_POLL`] by default). Without sequence numbers, what was already seen is known by
+//! the cursor `(timestamp, lines already seen at that timestamp)`; an oldest line newer than
+//! the cursor means records were overwritten between two polls (counted as lost: at least
+//! one, the exact number is unknown).
+//!
+//! Differences from `/dev/kmsg`: no sequence numbers (the cursor above instead), no
+//! dictionary lines, messages are not escaped (the kernel splits them into lines instead:
+//! every line is matched as its own record), and a line is seen up to one poll interval
+//! after it was written.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+
+use super::{Matcher, MonitorConfig, MonitorStats, Persist, Start};
+use crate::findings::LogFinding;
+
+/// Default interval between two reads of the ring (`--kernel-log-poll-interval`).
+pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
+/// Largest buffer one read uses, whatever the ring's size: the newest records that fit.
+pub const MAX_READ: usize = 4 << 20;
+
+/// Why a ring line could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RingParseError {
+    #[error("kernel ring line does not start with <PRI>")]
+    NoPriority,
+    #[error("kernel ring line has no [seconds.micros] timestamp (printk.time off?)")]
+    NoTimestamp,
+}
+
+/// One line of the ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingLine {
+    pub facility: u32,
+    /// Syslog level, `PRI & 7`.
+    pub level: u8,
+    /// Microseconds since boot (the same clock as `/dev/kmsg`'s).
+    pub usec: u64,
+    /// The text after the prefix (raw bytes read as UTF-8, invalid sequences replaced).
+    pub message: String,
+}
+
+/// Parse one line `<PRI>[ seconds.micros] message` (no trailing newline).
+pub fn parse_line(line: &[u8]) -> Result<RingLine, RingParseError> {
+    let rest = line.strip_prefix(b"<").ok_or(RingParseError::NoPriority)?;
+    let end = rest
+        .iter()
+        .position(|&b| b == b'>')
+        .ok_or(RingParseError::NoPriority)?;
+    let pri: u32 = std::str::from_utf8(&rest[..end])
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse().ok())
+        .ok_or(RingParseError::NoPriority)?;
+    let rest = rest[end + 1..]
+        .strip_prefix(b"[")
+        .ok_or(RingParseError::NoTimestamp)?;
+    let close = rest
+        .iter()
+        .position(|&b| b == b']')
+        .ok_or(RingParseError::NoTimestamp)?;
+    let usec = parse_time(&rest[..close]).ok_or(RingParseError::NoTimestamp)?;
+    let mut rest = &rest[close + 1..];
+    // CONFIG_PRINTK_CALLER: `[  T123]` or `[   C1]` right after the time
+    if let Some(r) = rest.strip_prefix(b"[") {
+        if let Some(c) = r.iter().position(|&b| b == b']') {
+            let id = r[..c].trim_ascii_start();
+            if id.len() > 1
+                && (id[0] == b'T' || id[0] == b'C')
+                && id[1..].iter().all(u8::is_ascii_digit)
+            {
+                rest = &r[c + 1..];
+            }
+        }
+    }
+    let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+    Ok(RingLine {
+        facility: pri >> 3,
+        level: (pri & 7) as u8,
+        usec,
+        message: String::from_utf8_lossy(rest).into_owned(),
+    })
+}
+
+/// `    12.345678` → 12345678 µs.
+fn parse_time(t: &[u8]) -> Option<u64> {
+    let t = std::str::from_utf8(t).ok()?.trim_start();
+    let (s, us) = t.split_once('.')?;
+    if us.len() != 6
+        || s.is_empty()
+        || !s.bytes().all(|b| b.is_ascii_digit())
+        || !us.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    s.parse::<u64>()
+        .ok()?
+        .checked_mul(1_000_000)?
+        .checked_add(us.parse().ok()?)
+}
+
+/// Where the reader is in the ring: the newest timestamp seen and how many lines with
+/// exactly that timestamp were seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RingCursor {
+    pub usec: u64,
+    pub seen: u32,
+}
+
+/// What one read of the ring holds that the cursor had not seen.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// New lines, oldest first.
+    pub lines: Vec<RingLine>,
+    /// The oldest line read is newer than the cursor: records were lost in between.
+    pub lost: bool,
+    /// Unparsable lines among the new ones.
+    pub parse_errors: u64,
+    /// The cursor after these lines (`None`: nothing parsable in the ring).
+    pub cursor: Option<RingCursor>,
+}
+
+/// Split one `READ_ALL` result into the lines after `after` (all of them without a cursor).
+/// Scans from the newest line back to the cursor, so a poll that finds nothing new costs one
+/// line's parse, not the ring's.
+pub fn select(text: &[u8], after: Option<RingCursor>) -> Batch {
+    let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    let mut out = Batch::default();
+    let mut newest: Option<RingCursor> = None;
+    let mut oldest: Option<u64> = None;
+    let mut at_cursor = Vec::new(); // lines with the cursor's timestamp, newest first
+    let mut unparsable = 0u64; // since the last parsable line
+    let mut reached_old = false;
+    for raw in lines.iter().rev() {
+        let Ok(line) = parse_line(raw) else {
+            unparsable += 1;
+            continue;
+        };
+        // Garbage is counted once a newer new line shows it lies after the cursor (and is
+        // not a half-written newest line, which the next read shows complete).
+        if !out.lines.is_empty() {
+            out.parse_errors += unparsable;
+        }
+        unparsable = 0;
+        oldest = Some(line.usec);
+        match &mut newest {
+            None => {
+                newest = Some(RingCursor {
+                    usec: line.usec,
+                    seen: 1,
+                })
+            }
+            Some(n) if n.usec == line.usec => n.seen += 1,
+            Some(_) => {}
+        }
+        match after {
+            Some(c) if line.usec < c.usec => {
+                reached_old = true;
+                break;
+            }
+            Some(c) if line.usec == c.usec => at_cursor.push(line),
+            _ => out.lines.push(line),
+        }
+    }
+    if let Some(c) = after {
+        // The first `seen` lines with the cursor's timestamp were delivered before.
+        at_cursor.reverse();
+        let skip = (c.seen as usize).min(at_cursor.len());
+        let fresh = at_cursor.split_off(skip);
+        out.lines.extend(fresh.into_iter().rev());
+        // The oldest line read is newer than the cursor: what was between is gone.
+        out.lost = !reached_old && oldest.is_some_and(|o| o > c.usec);
+    }
+    out.lines.reverse();
+    out.cursor = match (newest, after) {
+        (Some(n), Some(c)) if n.usec == c.usec => Some(RingCursor {
+            usec: c.usec,
+            seen: n.seen.max(c.seen),
+        }),
+        (Some(n), Some(c)) if n.usec < c.usec => Some(c), // never move back
+        (Some(n), _) => Some(n),
+        (None, c) => c,
+    };
+    out
+}
+
+/// The kmsg source read through `syslog(2)`, on its own thread.
+pub(super) struct RingMonitor {
+    pub boot_id: Option<String>,
+    pub boot: SystemTime,
+    pub state_path: std::path::PathBuf,
+    pub config: MonitorConfig,
+    pub stats: Arc<MonitorStats>,
+    pub tx: mpsc::Sender<LogFinding>,
+    pub shutdown: watch::Receiver<bool>,
+    pub poll: Duration,
+    /// Bytes read at once (the ring's size, at most [`MAX_READ`]).
+    pub read_size: usize,
+}
+
+impl RingMonitor {
+    /// Blocking loop; returns on shutdown or when the receiver is gone.
+    pub(super) fn run(self) {
+        self.stats.running.store(true, Ordering::Relaxed);
+        self.stats.set_backend(super::Backend::Syslog);
+        let now = SystemTime::now();
+        let saved = super::load_state(&self.state_path, &self.stats, self.boot_id.as_deref());
+        let mut matcher = Matcher::new(self.config.clone(), Arc::clone(&self.stats), now);
+        let mut cursor: Option<RingCursor> = None;
+        let start = match &saved {
+            Some(s) => {
+                matcher.conditions.restore(&s.conditions);
+                match (s.ring_usec, s.ring_seen) {
+                    (Some(usec), Some(seen)) => {
+                        cursor = Some(RingCursor { usec, seen });
+                        Start::AfterRing
+                    }
+                    _ => Start::End,
+                }
+            }
+            None => super::start_point(&self.config, now, self.boot),
+        };
+        let mut buf = vec![0u8; self.read_size.max(4096)];
+        if start == Start::End {
+            match crate::sys::klog_read_all(&mut buf) {
+                Ok(n) => cursor = select(&buf[..n], None).cursor,
+                Err(e) => tracing::warn!(error = %e, "reading the kernel ring failed"),
+            }
+        }
+        tracing::info!(monitor = %self.config.source, backend = "syslog", start = ?start,
+            poll = ?self.poll, state = %self.state_path.display(), "kernel log monitor started");
+        let mut persist = Persist::new(self.state_path.clone(), self.boot_id.clone());
+        persist.ring = cursor;
+        for u in matcher.conditions.current() {
+            if self.tx.blocking_send(LogFinding::Condition(u)).is_err() {
+                return;
+            }
+        }
+        self.stats.mark_up(true);
+        self.stats.ready.store(true, Ordering::Relaxed);
+        let mut lost_logged = false;
+        let mut failing = false;
+        loop {
+            self.stats.beat();
+            match crate::sys::klog_read_all(&mut buf) {
+                Err(e) => {
+                    self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                    self.stats.mark_up(false);
+                    if !failing {
+                        failing = true;
+                        tracing::warn!(error = %e, "reading the kernel ring through syslog(2) failed; retrying");
+                    }
+                }
+                Ok(n) => {
+                    if failing {
+                        failing = false;
+                        self.stats.mark_up(true);
+                        tracing::info!("reading the kernel ring again");
+                    }
+                    let batch = select(&buf[..n], cursor);
+                    self.stats
+                        .parse_errors
+                        .fetch_add(batch.parse_errors, Ordering::Relaxed);
+                    if batch.lost {
+                        self.stats.overruns.fetch_add(1, Ordering::Relaxed);
+                        self.stats.records_lost.fetch_add(1, Ordering::Relaxed);
+                        if !lost_logged {
+                            lost_logged = true;
+                            tracing::warn!(source = %self.config.source,
+                                "kernel ring overwritten between two reads: records were lost (counted; logged once)");
+                        }
+                    }
+                    for line in batch.lines {
+                        self.stats.records_read.fetch_add(1, Ordering::Relaxed);
+                        let at = self.boot + Duration::from_micros(line.usec);
+                        // the cursor moves line by line, so a save below never skips one
+                        cursor = Some(match cursor {
+                            Some(c) if c.usec == line.usec => RingCursor {
+                                usec: c.usec,
+                                seen: c.seen + 1,
+                            },
+                            _ => RingCursor {
+                                usec: line.usec,
+                                seen: 1,
+                            },
+                        });
+                        persist.ring = cursor;
+                        persist.dirty = true;
+                        if let Start::Since(since) = start {
+                            if at < since {
+                                continue;
+                            }
+                        }
+                        let (findings, _) = matcher.push(&line.message, at);
+                        if !findings.is_empty() {
+                            persist.save(&self.stats, None, &matcher.conditions);
+                            for f in findings {
+                                if self.tx.blocking_send(f).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            let cleared = matcher.conditions.expire(SystemTime::now());
+            if !cleared.is_empty() || persist.dirty {
+                persist.save(&self.stats, None, &matcher.conditions);
+            }
+            for u in cleared {
+                if self.tx.blocking_send(LogFinding::Condition(u)).is_err() {
+                    return;
+                }
+            }
+            if super::pause(&self.shutdown, self.poll) {
+                break;
+            }
+        }
+        persist.save(&self.stats, None, &matcher.conditions);
+        self.stats.running.store(false, Ordering::Relaxed);
+        tracing::info!(monitor = %self.config.source, "kernel log monitor stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(usec: u64, msg: &str) -> String {
+        format!(
+            "<12>[{:>5}.{:06}] {msg}\n",
+            usec / 1_000_000,
+            usec % 1_000_000
+        )
+    }
+
+    fn msgs(b: &Batch) -> Vec<&str> {
+        b.lines.iter().map(|l| l.message.as_str()).collect()
+    }
+
+    #[test]
+    fn parses_ring_lines() {
+        let r = parse_line(b"<12>[  653.289211] nodeprobe-lead-test: hello").unwrap();
+        assert_eq!((r.facility, r.level, r.usec), (1, 4, 653_289_211));
+        assert_eq!(r.message, "nodeprobe-lead-test: hello");
+        let r = parse_line(b"<6>[    0.000000] Linux version 6.1").unwrap();
+        assert_eq!((r.facility, r.level, r.usec), (0, 6, 0));
+        // caller id, a call-trace line keeps its leading space, UTF-8 and tabs are raw
+        let r = parse_line(b"<4>[ 1.000001][  T123]  <TASK>").unwrap();
+        assert_eq!((r.usec, r.message.as_str()), (1_000_001, " <TASK>"));
+        let r = parse_line("<14>[99999.999999] café\there".as_bytes()).unwrap();
+        assert_eq!(r.message, "café\there");
+        // a bracket that is not a caller id is part of the message
+        let r = parse_line(b"<6>[ 2.000000] [drm] init").unwrap();
+        assert_eq!(r.message, "[drm] init");
+        let r = parse_line(b"<6>[ 2.000000][drm] x").unwrap();
+        assert_eq!(r.message, "[drm] x");
+        let r = parse_line(b"<6>[ 2.000000]").unwrap();
+        assert_eq!(r.message, "");
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert_eq!(parse_line(b"plain"), Err(RingParseError::NoPriority));
+        assert_eq!(
+            parse_line(b"<x>[ 1.000000] m"),
+            Err(RingParseError::NoPriority)
+        );
+        assert_eq!(
+            parse_line(b"<>[ 1.000000] m"),
+            Err(RingParseError::NoPriority)
+        );
+        assert_eq!(parse_line(b"<6>no time"), Err(RingParseError::NoTimestamp));
+        assert_eq!(parse_line(b"<6>[ 1.5] m"), Err(RingParseError::NoTimestamp));
+        assert_eq!(
+            parse_line(b"<6>[ 1.000000 m"),
+            Err(RingParseError::NoTimestamp)
+        );
+        assert_eq!(
+            parse_line(b"<6>[99999999999999999999.000000] m"),
+            Err(RingParseError::NoTimestamp)
+        );
+        assert_eq!(
+            parse_line(b"<99999999999>[ 1.000000] m"),
+            Err(RingParseError::NoPriority)
+        );
+    }
+
+    /// Arbitrary bytes never panic the parser or the selection (deterministic property test).
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let alphabet = b"<>[]. 0123456789TC\nab\xff\xc3";
+        for _ in 0..20000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let len = (rng % 80) as usize;
+            let mut v = Vec::with_capacity(len);
+            let mut r = rng;
+            for _ in 0..len {
+                r = r
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                v.push(alphabet[(r >> 33) as usize % alphabet.len()]);
+            }
+            let _ = parse_line(&v);
+            let _ = select(&v, Some(RingCursor { usec: 5, seen: 1 }));
+            let _ = select(&v, None);
+        }
+    }
+
+    #[test]
+    fn only_lines_after_the_cursor_are_new() {
+        let ring = [l(1, "a"), l(2, "b"), l(2, "c"), l(3, "d")].concat();
+        let all = select(ring.as_bytes(), None);
+        assert_eq!(msgs(&all), ["a", "b", "c", "d"]);
+        assert_eq!(all.cursor, Some(RingCursor { usec: 3, seen: 1 }));
+        assert!(!all.lost);
+        // one of the two lines at 2 µs seen: the other is new
+        let b = select(ring.as_bytes(), Some(RingCursor { usec: 2, seen: 1 }));
+        assert_eq!(msgs(&b), ["c", "d"]);
+        let b = select(ring.as_bytes(), Some(RingCursor { usec: 3, seen: 1 }));
+        assert!(b.lines.is_empty());
+        assert_eq!(b.cursor, Some(RingCursor { usec: 3, seen: 1 }));
+        // a multi-line record: every line carries the same prefix, read on as they come
+        let more = [ring.clone(), l(3, "e"), l(3, "f")].concat();
+        let b = select(more.as_bytes(), b.cursor);
+        assert_eq!(msgs(&b), ["e", "f"]);
+        assert_eq!(b.cursor, Some(RingCursor { usec: 3, seen: 3 }));
+    }
+
+    #[test]
+    fn an_oldest_line_newer_than_the_cursor_means_lost_records() {
+        let ring = [l(10, "x"), l(11, "y")].concat();
+        let b = select(ring.as_bytes(), Some(RingCursor { usec: 5, seen: 1 }));
+        assert!(b.lost);
+        assert_eq!(msgs(&b), ["x", "y"]);
+        // the cursor's own line still in the ring: nothing lost
+        let ring = [l(5, "w"), l(10, "x")].concat();
+        let b = select(ring.as_bytes(), Some(RingCursor { usec: 5, seen: 1 }));
+        assert!(!b.lost);
+        assert_eq!(msgs(&b), ["x"]);
+    }
+
+    #[test]
+    fn garbage_lines_are_counted_once_and_the_cursor_never_moves_back() {
+        let ring = [l(1, "a"), "junk\n".into(), l(2, "b"), "half".into()].concat();
+        let b = select(ring.as_bytes(), Some(RingCursor { usec: 1, seen: 1 }));
+        assert_eq!(msgs(&b), ["b"]);
+        assert_eq!(
+            b.parse_errors, 1,
+            "the unterminated newest line is not counted"
+        );
+        // a ring that looks older than the cursor (never for one boot) keeps the cursor
+        let b = select(l(1, "a").as_bytes(), Some(RingCursor { usec: 9, seen: 2 }));
+        assert!(b.lines.is_empty());
+        assert_eq!(b.cursor, Some(RingCursor { usec: 9, seen: 2 }));
+        assert_eq!(select(b"", None), Batch::default());
+    }
+}
