@@ -39,18 +39,43 @@ pub fn base_daemonset() -> Value {
         .expect("a DaemonSet in deploy/base")
 }
 
+/// `text` without ANSI colour sequences (`ESC [ … m`), which the agent writes to its log
+/// even when it is not a terminal.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut it = text.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' && it.peek() == Some(&'[') {
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Mount points at or below `prefix` in process `pid`'s view, each with whether it is
-/// read-only.
+/// read-only. Where mounts are stacked on one point, the topmost (the one a path lookup
+/// reaches: the last in mountinfo) counts.
 pub fn mounts_below(pid: u32, prefix: &str) -> Vec<(String, bool)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let (point, opts) = (f.get(4)?, f.get(5)?);
-            (*point == prefix || point.starts_with(&format!("{prefix}/")))
-                .then(|| (point.to_string(), opts.split(',').any(|o| o == "ro")))
-        })
-        .collect()
+    let mut out: Vec<(String, bool)> = Vec::new();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        let (Some(point), Some(opts)) = (f.get(4), f.get(5)) else {
+            continue;
+        };
+        if *point == prefix || point.starts_with(&format!("{prefix}/")) {
+            let ro = opts.split(',').any(|o| o == "ro");
+            out.retain(|(p, _)| p != point);
+            out.push((point.to_string(), ro));
+        }
+    }
+    out
 }
 
 /// Assert that every `readOnly` volume mount of the DaemonSet `ds` at or below `/host` is a
@@ -409,7 +434,7 @@ impl KubeNode {
                 format!(
                     "--- {}\n{}",
                     f.display(),
-                    std::fs::read_to_string(f).unwrap_or_default()
+                    strip_ansi(&std::fs::read_to_string(f).unwrap_or_default())
                 )
             })
             .collect()

@@ -20,7 +20,7 @@ use nodeprobe_integration::kmsg::{
     kmsg_lock, kmsg_ok, kmsg_write, scoped_kernel_rules, task_hung_line,
 };
 use nodeprobe_integration::kube::{
-    assert_host_read_only, base_daemonset, deploy_dir, kustomize, poll,
+    assert_host_read_only, base_daemonset, deploy_dir, kustomize, poll, strip_ansi,
 };
 use nodeprobe_integration::runtimes::{have, PrivateContainerd};
 use nodeprobe_integration::{oci, require, unique, Run};
@@ -94,7 +94,15 @@ impl RenderedContainer {
         if sc["allowPrivilegeEscalation"] != false {
             f("--allow-new-privs".into());
         }
+        // As the CRI plugin does: drop, then add (`add` wins over `drop: [ALL]`; ctr applies
+        // its --cap-drop after --cap-add, so an added capability is not dropped here).
         let caps = &sc["capabilities"];
+        let added: Vec<&str> = caps["add"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str())
+            .collect();
         for d in caps["drop"].as_array().into_iter().flatten() {
             let d = d.as_str().unwrap();
             let list: Vec<&str> = if d == "ALL" {
@@ -102,12 +110,12 @@ impl RenderedContainer {
             } else {
                 vec![d]
             };
-            for cap in list {
+            for cap in list.into_iter().filter(|c| !added.contains(c)) {
                 f(format!("--cap-drop=CAP_{cap}"));
             }
         }
-        for a in caps["add"].as_array().into_iter().flatten() {
-            f(format!("--cap-add=CAP_{}", a.as_str().unwrap()));
+        for a in &added {
+            f(format!("--cap-add=CAP_{a}"));
         }
         assert_eq!(
             sc["seccompProfile"]["type"], "RuntimeDefault",
@@ -225,7 +233,7 @@ impl<'a> Container<'a> {
     }
 
     fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 }
 
