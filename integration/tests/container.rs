@@ -204,7 +204,10 @@ impl<'a> Container<'a> {
     ) -> Self {
         let id = unique("ctr");
         let log_uri = format!("file://{}", log.display());
-        let mut a: Vec<&str> = vec!["run", "-d", "--log-uri", &log_uri];
+        // A top-level cgroup of its own, removed with the container (ctr's default parent
+        // /<namespace> would stay behind).
+        let cgroup = format!("--cgroup=/{id}");
+        let mut a: Vec<&str> = vec!["run", "-d", "--log-uri", &log_uri, &cgroup];
         a.extend(c.flags.iter().map(String::as_str));
         a.extend([image, &id, "/nodeprobe"]);
         a.extend(args.iter().map(String::as_str));
@@ -257,7 +260,8 @@ impl Drop for Container<'_> {
 /// `ctr run --rm` of the image with the rendered settings: one `nodeprobe` run to its end.
 fn run_once(ctrd: &PrivateContainerd, image: &str, c: &RenderedContainer, args: &[&str]) -> Run {
     let id = unique("once");
-    let mut a: Vec<&str> = vec!["run", "--rm"];
+    let cgroup = format!("--cgroup=/{id}");
+    let mut a: Vec<&str> = vec!["run", "--rm", &cgroup];
     a.extend(c.flags.iter().map(String::as_str));
     a.extend([image, &id, "/nodeprobe"]);
     a.extend(args);
