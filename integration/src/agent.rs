@@ -44,20 +44,15 @@ pub fn wait_for<T>(
     what: &str,
     timeout: Duration,
     agent: &Agent,
-    mut f: impl FnMut() -> Option<T>,
+    f: impl FnMut() -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; agent log:\n{}",
-            agent.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::poll_every(
+        Duration::from_millis(20),
+        what,
+        timeout,
+        || format!("agent log:\n{}", agent.logs()),
+        f,
+    )
 }
 
 /// Events (all namespaces) with this reason.

@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -274,21 +274,10 @@ impl Cluster {
 pub fn poll<T>(
     what: &str,
     timeout: Duration,
-    mut context: impl FnMut() -> String,
-    mut f: impl FnMut() -> Option<T>,
+    context: impl FnMut() -> String,
+    f: impl FnMut() -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}\n{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    crate::poll_every(Duration::from_millis(200), what, timeout, context, f)
 }
 
 /// A Node object with kubelet-style conditions (no kubelet behind it), deleted on drop.

@@ -145,6 +145,29 @@ pub fn sh(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Call `f` every `every` until it yields a value; panics naming `what` and `context()` after
+/// `timeout`.
+pub fn poll_every<T>(
+    every: std::time::Duration,
+    what: &str,
+    timeout: std::time::Duration,
+    mut context: impl FnMut() -> String,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}\n{}",
+            context()
+        );
+        std::thread::sleep(every);
+    }
+}
+
 /// A tmpfs with a fixed number of inodes, unmounted and removed on drop.
 pub struct Tmpfs {
     pub dir: tempfile::TempDir,
