@@ -13,7 +13,7 @@ T_START=$(date +%s)
 KUBE_BUILD_OUT=$(mktemp /tmp/nodeprobe-kube-build.XXXX)
 setsid bash "$ENVD/kube-build.sh" > "$KUBE_BUILD_OUT" 2>&1 < /dev/null &
 KUBE_BUILD=$!   # its own process group: stopped with its make/go children on exit
-trap 'kill -- -$KUBE_BUILD 2>/dev/null; bash "$ENVD/services-stop.sh" >/dev/null 2>&1' EXIT
+trap 'kill -- -$KUBE_BUILD 2>/dev/null || true; bash "$ENVD/services-stop.sh" >/dev/null 2>&1' EXIT
 
 # Manifest schema validator (PyPI), in a private venv.
 VENV=/tmp/nodeprobe-it-venv
