@@ -54,7 +54,17 @@ pub struct Cli {
     pub log_monitors: probes::logs::LogMonitorArgs,
 
     #[command(subcommand)]
-    pub command: Option<crate::logs_cmd::Command>,
+    pub command: Option<Command>,
+}
+
+/// Subcommands (without one, nodeprobe runs its probes).
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    #[command(flatten)]
+    Logs(crate::logs_cmd::Command),
+    /// Forward every cluster Event to DingTalk, Feishu/Lark, webhooks or stdout
+    /// (kube-eventer's job and command line). Runs as a cluster Deployment.
+    Eventer(crate::eventer::EventerArgs),
 }
 
 /// Daemon-mode settings: Kubernetes exporter, endpoints, condition and event policy.

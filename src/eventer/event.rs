@@ -33,9 +33,7 @@ fn reference(r: &ObjectReference) -> Value {
 }
 
 fn strings(v: &Option<Vec<String>>) -> Value {
-    Value::List(Rc::new(
-        v.iter().flatten().map(|x| Value::str(x)).collect(),
-    ))
+    Value::List(Rc::new(v.iter().flatten().map(|x| Value::str(x)).collect()))
 }
 
 fn object_meta(m: &ObjectMeta) -> Value {
@@ -50,11 +48,17 @@ fn object_meta(m: &ObjectMeta) -> Value {
                     .field("Kind", "kind", Value::str(&o.kind))
                     .field("Name", "name", Value::str(&o.name))
                     .field("UID", "uid", Value::str(&o.uid))
-                    .field("Controller", "controller", o.controller.map(Value::Bool).unwrap_or(Value::Nil))
+                    .field(
+                        "Controller",
+                        "controller",
+                        o.controller.map(Value::Bool).unwrap_or(Value::Nil),
+                    )
                     .field(
                         "BlockOwnerDeletion",
                         "blockOwnerDeletion",
-                        o.block_owner_deletion.map(Value::Bool).unwrap_or(Value::Nil),
+                        o.block_owner_deletion
+                            .map(Value::Bool)
+                            .unwrap_or(Value::Nil),
                     ),
             )
         })
@@ -69,7 +73,14 @@ fn object_meta(m: &ObjectMeta) -> Value {
                     .field("Manager", "manager", s(&f.manager))
                     .field("Operation", "operation", s(&f.operation))
                     .field("APIVersion", "apiVersion", s(&f.api_version))
-                    .field("Time", "time", f.time.as_ref().map(|t| time(Some(t.0))).unwrap_or(Value::Nil))
+                    .field(
+                        "Time",
+                        "time",
+                        f.time
+                            .as_ref()
+                            .map(|t| time(Some(t.0)))
+                            .unwrap_or(Value::Nil),
+                    )
                     .field("FieldsType", "fieldsType", s(&f.fields_type))
                     .field("FieldsV1", "fieldsV1", Value::Nil)
                     .field("Subresource", "subresource", s(&f.subresource)),
@@ -84,7 +95,11 @@ fn object_meta(m: &ObjectMeta) -> Value {
             .field("SelfLink", "selfLink", s(&m.self_link))
             .field("UID", "uid", s(&m.uid))
             .field("ResourceVersion", "resourceVersion", s(&m.resource_version))
-            .field("Generation", "generation", Value::Int(m.generation.unwrap_or(0)))
+            .field(
+                "Generation",
+                "generation",
+                Value::Int(m.generation.unwrap_or(0)),
+            )
             .field(
                 "CreationTimestamp",
                 "creationTimestamp",
@@ -93,18 +108,35 @@ fn object_meta(m: &ObjectMeta) -> Value {
             .field(
                 "DeletionTimestamp",
                 "deletionTimestamp",
-                m.deletion_timestamp.as_ref().map(|t| time(Some(t.0))).unwrap_or(Value::Nil),
+                m.deletion_timestamp
+                    .as_ref()
+                    .map(|t| time(Some(t.0)))
+                    .unwrap_or(Value::Nil),
             )
             .field(
                 "DeletionGracePeriodSeconds",
                 "deletionGracePeriodSeconds",
-                m.deletion_grace_period_seconds.map(Value::Int).unwrap_or(Value::Nil),
+                m.deletion_grace_period_seconds
+                    .map(Value::Int)
+                    .unwrap_or(Value::Nil),
             )
             .field("Labels", "labels", map_value(m.labels.iter().flatten()))
-            .field("Annotations", "annotations", map_value(m.annotations.iter().flatten()))
-            .field("OwnerReferences", "ownerReferences", Value::List(Rc::new(owners)))
+            .field(
+                "Annotations",
+                "annotations",
+                map_value(m.annotations.iter().flatten()),
+            )
+            .field(
+                "OwnerReferences",
+                "ownerReferences",
+                Value::List(Rc::new(owners)),
+            )
             .field("Finalizers", "finalizers", strings(&m.finalizers))
-            .field("ManagedFields", "managedFields", Value::List(Rc::new(managed))),
+            .field(
+                "ManagedFields",
+                "managedFields",
+                Value::List(Rc::new(managed)),
+            ),
     )
 }
 
@@ -122,7 +154,11 @@ pub fn to_value(ev: &Event, now: Timestamp) -> Value {
     let series = match &ev.series {
         Some(se) => Value::structure(
             Struct::new("v1.EventSeries")
-                .field("Count", "count", Value::Int(i64::from(se.count.unwrap_or(0))))
+                .field(
+                    "Count",
+                    "count",
+                    Value::Int(i64::from(se.count.unwrap_or(0))),
+                )
                 .field(
                     "LastObservedTime",
                     "lastObservedTime",
@@ -138,7 +174,11 @@ pub fn to_value(ev: &Event, now: Timestamp) -> Value {
         Struct::new("v1.Event")
             .embed("TypeMeta", "", Value::structure(type_meta))
             .embed("ObjectMeta", "metadata", object_meta(&ev.metadata))
-            .field("InvolvedObject", "involvedObject", reference(&ev.involved_object))
+            .field(
+                "InvolvedObject",
+                "involvedObject",
+                reference(&ev.involved_object),
+            )
             .field("Reason", "reason", s(&ev.reason))
             .field("Message", "message", s(&ev.message))
             .field(
@@ -150,16 +190,40 @@ pub fn to_value(ev: &Event, now: Timestamp) -> Value {
                         .field("Host", "host", s(&source.host)),
                 ),
             )
-            .field("FirstTimestamp", "firstTimestamp", time(ev.first_timestamp.as_ref().map(|t| t.0)))
+            .field(
+                "FirstTimestamp",
+                "firstTimestamp",
+                time(ev.first_timestamp.as_ref().map(|t| t.0)),
+            )
             .field("LastTimestamp", "lastTimestamp", time(Some(last)))
-            .field("Count", "count", Value::Int(i64::from(ev.count.unwrap_or(0))))
+            .field(
+                "Count",
+                "count",
+                Value::Int(i64::from(ev.count.unwrap_or(0))),
+            )
             .field("Type", "type", s(&ev.type_))
-            .field("EventTime", "eventTime", time(ev.event_time.as_ref().map(|t| t.0)))
+            .field(
+                "EventTime",
+                "eventTime",
+                time(ev.event_time.as_ref().map(|t| t.0)),
+            )
             .field("Series", "series", series)
             .field("Action", "action", s(&ev.action))
-            .field("Related", "related", ev.related.as_ref().map(reference).unwrap_or(Value::Nil))
-            .field("ReportingController", "reportingComponent", s(&ev.reporting_component))
-            .field("ReportingInstance", "reportingInstance", s(&ev.reporting_instance)),
+            .field(
+                "Related",
+                "related",
+                ev.related.as_ref().map(reference).unwrap_or(Value::Nil),
+            )
+            .field(
+                "ReportingController",
+                "reportingComponent",
+                s(&ev.reporting_component),
+            )
+            .field(
+                "ReportingInstance",
+                "reportingInstance",
+                s(&ev.reporting_instance),
+            ),
     )
 }
 
@@ -229,11 +293,20 @@ mod tests {
     fn go_field_names() {
         let v = to_value(&sample(), Timestamp::UNIX_EPOCH);
         let r = |t: &str| render_str(t, &v).unwrap();
-        assert_eq!(r("{{ .Name }} {{ .Namespace }} {{ .ObjectMeta.UID }}"), "node-1.17b72a4a62c4a7d8 default 0b7a2c3e-1111-2222-3333-444455556666");
+        assert_eq!(
+            r("{{ .Name }} {{ .Namespace }} {{ .ObjectMeta.UID }}"),
+            "node-1.17b72a4a62c4a7d8 default 0b7a2c3e-1111-2222-3333-444455556666"
+        );
         assert_eq!(r("{{ .InvolvedObject.Kind }}/{{ .InvolvedObject.Name }}|{{ .InvolvedObject.Namespace }}|"), "Node/node-1||");
         assert_eq!(r("{{ .Source.Component }} {{ .Source.Host }} {{ .Count }} {{ .Type }} {{ .ReportingController }}"), "kernel-monitor node-1 2 Warning nodeprobe");
-        assert_eq!(r("{{ .Series }} {{ .Related }} {{ .DeletionTimestamp }} {{ .Labels }}"), "<nil> <nil> <nil> map[]");
-        assert_eq!(r("{{ .EventTime.IsZero }} {{ .LastTimestamp.Unix }}"), "true 1796025605");
+        assert_eq!(
+            r("{{ .Series }} {{ .Related }} {{ .DeletionTimestamp }} {{ .Labels }}"),
+            "<nil> <nil> <nil> map[]"
+        );
+        assert_eq!(
+            r("{{ .EventTime.IsZero }} {{ .LastTimestamp.Unix }}"),
+            "true 1796025605"
+        );
     }
 
     #[test]
@@ -243,7 +316,10 @@ mod tests {
         e.event_time = None;
         let now: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
         let v = to_value(&e, now);
-        assert_eq!(render_str("{{ .LastTimestamp.Unix }}", &v).unwrap(), now.as_second().to_string());
+        assert_eq!(
+            render_str("{{ .LastTimestamp.Unix }}", &v).unwrap(),
+            now.as_second().to_string()
+        );
         e.last_timestamp = Some(Time("2026-11-30T09:00:00Z".parse().unwrap()));
         assert_eq!(last_seen(&e), Some("2026-11-30T09:00:00Z".parse().unwrap()));
         assert_eq!(occurrences(&e), 2);

@@ -108,13 +108,11 @@ mod tests {
     use super::*;
 
     fn ev(type_: &str, kind: &str, obj_ns: Option<&str>, ev_ns: &str, reason: &str) -> Event {
-        let mut e = Event::default();
-        e.type_ = Some(type_.into());
-        e.involved_object.kind = Some(kind.into());
-        e.involved_object.namespace = obj_ns.map(String::from);
-        e.metadata.namespace = Some(ev_ns.into());
-        e.reason = Some(reason.into());
-        e
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"namespace": ev_ns}, "type": type_, "reason": reason,
+            "involvedObject": {"kind": kind, "namespace": obj_ns}
+        }))
+        .unwrap()
     }
 
     fn f(q: &str) -> Filter {
@@ -149,8 +147,14 @@ mod tests {
     #[test]
     fn bad_options_are_errors() {
         let u = Uri::parse("http://h/p?level=Critical", "s").unwrap();
-        assert!(Filter::from_uri(&u, "sink t", None).unwrap_err().to_string().contains("level"));
+        assert!(Filter::from_uri(&u, "sink t", None)
+            .unwrap_err()
+            .to_string()
+            .contains("level"));
         let u = Uri::parse("http://h/p?reason=(", "s").unwrap();
-        assert!(Filter::from_uri(&u, "sink t", None).unwrap_err().to_string().contains("regular expression"));
+        assert!(Filter::from_uri(&u, "sink t", None)
+            .unwrap_err()
+            .to_string()
+            .contains("regular expression"));
     }
 }

@@ -44,9 +44,9 @@ pub fn expand_env(
                     })
                 }
             }
-        } else if after.starts_with('$') {
+        } else if let Some(r) = after.strip_prefix('$') {
             out.push('$');
-            rest = &after[1..];
+            rest = r;
             continue;
         } else {
             let n = after
@@ -224,12 +224,19 @@ pub struct SinkSpec {
 }
 
 /// Split `name:uri` at the first `:` and expand the environment in the URI.
-pub fn split_sink(flag: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<SinkSpec, UriError> {
+pub fn split_sink(
+    flag: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<SinkSpec, UriError> {
     let (name, uri) = flag
         .split_once(':')
         .ok_or_else(|| UriError::Syntax(redact_text(flag)))?;
     let name = name.trim();
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return Err(UriError::Syntax(redact_text(flag)));
     }
     let raw = expand_env(uri.trim(), &format!("sink {name}"), lookup)?;
@@ -250,7 +257,10 @@ pub struct SourceSpec {
     pub kubeconfig: Option<String>,
 }
 
-pub fn parse_source(flag: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<SourceSpec, UriError> {
+pub fn parse_source(
+    flag: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<SourceSpec, UriError> {
     let what = "source";
     let (name, rest) = flag.split_once(':').unwrap_or((flag, ""));
     if name != "kubernetes" {
@@ -262,7 +272,11 @@ pub fn parse_source(flag: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resu
     let rest = expand_env(rest, what, lookup)?;
     let (base, q) = rest.split_once('?').unwrap_or((&rest, ""));
     let opts = parse_query(q);
-    let get = |k: &str| opts.iter().find(|(key, _, _)| key == k).map(|(_, v, _)| v.clone());
+    let get = |k: &str| {
+        opts.iter()
+            .find(|(key, _, _)| key == k)
+            .map(|(_, v, _)| v.clone())
+    };
     let bool_opt = |k: &str, default: bool| -> Result<bool, UriError> {
         match get(k).as_deref() {
             None | Some("") => Ok(default),
@@ -274,7 +288,14 @@ pub fn parse_source(flag: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resu
             }),
         }
     };
-    let known = ["inClusterConfig", "insecure", "auth", "useServiceAccount", "kubeletPort", "kubeletHttps"];
+    let known = [
+        "inClusterConfig",
+        "insecure",
+        "auth",
+        "useServiceAccount",
+        "kubeletPort",
+        "kubeletHttps",
+    ];
     if let Some((k, _, _)) = opts.iter().find(|(k, _, _)| !known.contains(&k.as_str())) {
         return Err(UriError::Bad {
             what: what.into(),
@@ -310,10 +331,19 @@ mod tests {
 
     #[test]
     fn env_expansion() {
-        assert_eq!(expand_env("a=$TOKEN&b=${TOKEN}x", "s", &env).unwrap(), "a=t0k=n&b=t0k=nx");
-        assert_eq!(expand_env("$$5 and $ alone and $EMPTY.", "s", &env).unwrap(), "$5 and $ alone and .");
+        assert_eq!(
+            expand_env("a=$TOKEN&b=${TOKEN}x", "s", &env).unwrap(),
+            "a=t0k=n&b=t0k=nx"
+        );
+        assert_eq!(
+            expand_env("$$5 and $ alone and $EMPTY.", "s", &env).unwrap(),
+            "$5 and $ alone and ."
+        );
         let e = expand_env("x=$MISSING", "sink dingtalk", &env).unwrap_err();
-        assert_eq!(e.to_string(), "sink dingtalk: environment variable $MISSING is not set");
+        assert_eq!(
+            e.to_string(),
+            "sink dingtalk: environment variable $MISSING is not set"
+        );
         assert!(expand_env("${OPEN", "s", &env).is_err());
     }
 
@@ -326,14 +356,21 @@ mod tests {
         .unwrap();
         assert_eq!(s.name, "webhook");
         let u = Uri::parse(&s.raw, "sink webhook").unwrap();
-        assert_eq!(u.all("header"), vec!["Content-Type=application/json", "X-Sig=YWJj=="]);
+        assert_eq!(
+            u.all("header"),
+            vec!["Content-Type=application/json", "X-Sig=YWJj=="]
+        );
         assert_eq!(u.get("k"), Some("a b c"));
         assert_eq!(u.list("reason"), vec!["OOM", "Hung", "Killing"]);
         assert_eq!(
             u.endpoint(&["level", "method", "header", "reason"]),
             "http://127.0.0.1:8080/hook/x?k=a%20b+c"
         );
-        let d = split_sink("dingtalk:https://oapi.dingtalk.com/robot/send?access_token=$TOKEN&label=c1", &env).unwrap();
+        let d = split_sink(
+            "dingtalk:https://oapi.dingtalk.com/robot/send?access_token=$TOKEN&label=c1",
+            &env,
+        )
+        .unwrap();
         let u = Uri::parse(&d.raw, "sink dingtalk").unwrap();
         assert_eq!(u.get("access_token"), Some("t0k=n"));
         assert_eq!(u.path, "/robot/send");
@@ -342,7 +379,10 @@ mod tests {
         assert!(Uri::parse("ftp://x/y", "s").is_err());
         assert!(Uri::parse("http:///nohost", "s").is_err());
         assert!(Uri::parse("not a uri", "s").is_err());
-        assert_eq!(redact_text("https://h/p?access_token=abc&label=x"), "https://h/p?access_token=***&label=x");
+        assert_eq!(
+            redact_text("https://h/p?access_token=abc&label=x"),
+            "https://h/p?access_token=***&label=x"
+        );
     }
 
     #[test]
@@ -350,8 +390,15 @@ mod tests {
         let s = parse_source("kubernetes:https://kubernetes.default", &env).unwrap();
         assert_eq!(s.server.as_deref(), Some("https://kubernetes.default"));
         assert!(s.in_cluster && !s.insecure);
-        let s = parse_source("kubernetes:?inClusterConfig=false&auth=/k/config&insecure=true", &env).unwrap();
-        assert_eq!((s.server, s.in_cluster, s.insecure, s.kubeconfig.as_deref()), (None, false, true, Some("/k/config")));
+        let s = parse_source(
+            "kubernetes:?inClusterConfig=false&auth=/k/config&insecure=true",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.server, s.in_cluster, s.insecure, s.kubeconfig.as_deref()),
+            (None, false, true, Some("/k/config"))
+        );
         assert!(parse_source("kafka:x", &env).is_err());
         assert!(parse_source("kubernetes:?insecure=maybe", &env).is_err());
         assert!(parse_source("kubernetes:?bogus=1", &env).is_err());

@@ -433,6 +433,7 @@ struct Parser {
 }
 
 /// What ended a list.
+#[allow(clippy::enum_variant_names)]
 enum End {
     Eof,
     End,

@@ -307,9 +307,9 @@ mod tests {
         assert_eq!(
             sprintf(
                 "%.2f %v %g",
-                &[Value::Float(3.14159), Value::Float(2.5), Value::Float(1e-7)]
+                &[Value::Float(1.23456), Value::Float(2.5), Value::Float(1e-7)]
             ),
-            "3.14 2.5 1e-07"
+            "1.23 2.5 1e-07"
         );
         assert_eq!(sprintf("%q", &[s("a\"b\n")]), "\"a\\\"b\\n\"");
         assert_eq!(sprintf("100%%", &[]), "100%");

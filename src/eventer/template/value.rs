@@ -320,7 +320,7 @@ mod tests {
         assert_eq!(go_float(1.5, 'g', None), "1.5");
         assert_eq!(go_float(1e21, 'g', None), "1e+21");
         assert_eq!(go_float(3.0, 'g', None), "3");
-        assert_eq!(go_float(3.14159, 'f', Some(2)), "3.14");
+        assert_eq!(go_float(1.23456, 'f', Some(2)), "1.23");
         assert_eq!(go_float(1234.5, 'e', Some(2)), "1.23e+03");
     }
 
