@@ -329,6 +329,9 @@ async fn deliver(ctx: &Ctx, msg: &Message, mut quota: Option<&mut Quota>) {
                     Duration::try_from(d).ok()
                 });
                 ctx.metrics.delivered(label, latency, age);
+                if let Some(q) = quota.as_mut() {
+                    q.answered(Instant::now());
+                }
                 return;
             }
             Outcome::Retry {

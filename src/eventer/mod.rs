@@ -128,7 +128,7 @@ pub struct EventerArgs {
 
     /// Also deliver Events of the first list that happened up to this long before the start
     /// (default 0: only new Events, as kube-eventer).
-    #[arg(long, env = "NODEPROBE_EVENTER_SINCE", default_value = "0s", value_parser = probes::parse_duration)]
+    #[arg(long, env = "NODEPROBE_EVENTER_SINCE", default_value = "0s", value_parser = duration_or_zero)]
     pub since: Duration,
 
     /// /healthz fails when the Event watch has failed for longer than this.
@@ -146,6 +146,14 @@ pub struct EventerArgs {
     /// On SIGTERM, how long queued messages may still be sent.
     #[arg(long = "shutdown-grace", env = "NODEPROBE_EVENTER_SHUTDOWN_GRACE", default_value = "5s", value_parser = probes::parse_duration)]
     pub shutdown_grace: Duration,
+}
+
+/// A duration flag that may be zero (`0`, `0s`).
+pub fn duration_or_zero(s: &str) -> Result<Duration, String> {
+    if s.trim_end_matches(|c: char| c.is_ascii_alphabetic()).trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    probes::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// Errors of the eventer. `Usage` ones are startup errors (exit 64).

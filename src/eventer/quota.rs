@@ -24,11 +24,18 @@ impl Quota {
         }
     }
 
+    /// The window plus a margin: the robot counts a message when it arrives, a little
+    /// after we count it.
+    fn span(&self) -> Duration {
+        self.window + (self.window / 20).min(Duration::from_secs(3))
+    }
+
     fn expire(&mut self, now: Instant) {
+        let span = self.span();
         while self
             .sent
             .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
+            .is_some_and(|t| now.saturating_duration_since(*t) >= span)
         {
             self.sent.pop_front();
         }
@@ -51,7 +58,14 @@ impl Quota {
         if self.sent.len() < self.limit {
             now
         } else {
-            self.sent.front().map(|t| *t + self.window).unwrap_or(now)
+            self.sent.front().map(|t| *t + self.span()).unwrap_or(now)
+        }
+    }
+
+    /// The last message taken was answered at `now`: count it from then.
+    pub fn answered(&mut self, now: Instant) {
+        if let Some(t) = self.sent.back_mut() {
+            *t = now;
         }
     }
 
@@ -148,11 +162,12 @@ mod tests {
         assert!(!q.try_take(t0 + Duration::from_secs(2)));
         assert_eq!(
             q.next_free(t0 + Duration::from_secs(2)),
-            t0 + Duration::from_secs(60)
+            t0 + Duration::from_secs(63)
         );
-        assert!(q.try_take(t0 + Duration::from_secs(60)));
+        assert!(!q.try_take(t0 + Duration::from_secs(60)));
+        assert!(q.try_take(t0 + Duration::from_secs(63)));
         q.exhaust(t0 + Duration::from_secs(70));
         assert!(!q.try_take(t0 + Duration::from_secs(71)));
-        assert!(q.try_take(t0 + Duration::from_secs(130)));
+        assert!(q.try_take(t0 + Duration::from_secs(133)));
     }
 }
