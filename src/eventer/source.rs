@@ -185,13 +185,15 @@ pub async fn run(
 }
 
 fn consider(
-    ev: Event,
+    mut ev: Event,
     delivered: &mut Delivered,
     since: Option<Timestamp>,
     metrics: &EventerMetrics,
     out: &mut impl FnMut(Arc<Item>),
 ) {
     let received = Instant::now();
+    // managedFields are most of an Event's size and no sink shows them: not kept in queues.
+    ev.metadata.managed_fields = None;
     metrics.event_seen(
         ev.type_.as_deref().unwrap_or(""),
         ev.reason.as_deref().unwrap_or(""),
