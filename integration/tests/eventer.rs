@@ -296,7 +296,7 @@ fn count_updates_fold_into_one_follow_up_and_recoveries_pass() {
     );
     let e = Eventer::start(
         &k.kubeconfig,
-        &["--sink", &sink, "--dedup-window", "3s"],
+        &["--sink", &sink, "--dedup-window", "10s"],
         &[],
     );
     let node = format!("{}-node", ns.name);
@@ -370,10 +370,10 @@ fn dingtalk_quota_folds_the_overflow_into_one_summary() {
         token: "tok".into(),
         secret: None,
     });
-    // DingTalk's 20/min scaled down to keep the test short: 5 per 4 s on both sides.
-    ding.set_quota(5, Duration::from_secs(4));
+    // DingTalk's 20/min scaled down to keep the test short: 5 per 6 s on both sides.
+    ding.set_quota(5, Duration::from_secs(6));
     let sink = format!(
-        "dingtalk:{}?access_token=tok&quota=5/4s&namespaces={}",
+        "dingtalk:{}?access_token=tok&quota=5/6s&namespaces={}",
         ding.url("/robot/send"),
         ns.name
     );
@@ -480,6 +480,8 @@ fn a_hung_receiver_delays_no_other_sink_and_its_drops_are_counted() {
             "2",
             "--retry-backoff",
             "100ms",
+            "--healthz-sink-bound",
+            "1s",
         ],
         &[],
     );

@@ -16,7 +16,10 @@ use nodeprobe_integration::eventer::{real_kubeconfig, Ev, Eventer, Kube, TestNam
 use nodeprobe_integration::receivers::{Receiver, Vendor};
 
 fn env_n(k: &str, d: usize) -> usize {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -29,14 +32,18 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn children(pid: u32) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
         .filter(|p| {
             let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            stat.rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().nth(1).and_then(|x| x.parse::<u32>().ok()))
-                == Some(pid)
+            stat.rsplit_once(')').and_then(|(_, r)| {
+                r.split_whitespace()
+                    .nth(1)
+                    .and_then(|x| x.parse::<u32>().ok())
+            }) == Some(pid)
         })
         .count()
 }
@@ -69,16 +76,32 @@ fn eventer_latency_throughput_footprint() {
     for i in 0..count {
         let name = format!("lat-{i}");
         let t = SystemTime::now();
-        k.create_event(&Ev { ns: &n, name: &name, kind: "Pod", obj: "p", obj_ns: Some(&n), type_: "Warning", reason: "Bench", message: "latency" });
+        k.create_event(&Ev {
+            ns: &n,
+            name: &name,
+            kind: "Pod",
+            obj: "p",
+            obj_ns: Some(&n),
+            type_: "Warning",
+            reason: "Bench",
+            message: "latency",
+        });
         sent.push((name, t));
         std::thread::sleep(Duration::from_millis(50));
     }
-    let got = hook.wait_for("every latency body", Duration::from_secs(60), |g| g.len() >= count);
+    let got = hook.wait_for("every latency body", Duration::from_secs(60), |g| {
+        g.len() >= count
+    });
     let mut lat: Vec<f64> = sent
         .iter()
         .filter_map(|(name, t)| {
-            let r = got.iter().find(|r| r.body.contains(&format!("\"{name}\"")))?;
-            r.wall.duration_since(*t).ok().map(|d| d.as_secs_f64() * 1000.0)
+            let r = got
+                .iter()
+                .find(|r| r.body.contains(&format!("\"{name}\"")))?;
+            r.wall
+                .duration_since(*t)
+                .ok()
+                .map(|d| d.as_secs_f64() * 1000.0)
         })
         .collect();
     println!(
@@ -100,15 +123,28 @@ fn eventer_latency_throughput_footprint() {
                 let n = &n;
                 async move {
                     let name = format!("bulk-{i}");
-                    let v = Kube::event_json(&Ev { ns: n, name: &name, kind: "Pod", obj: &format!("pod-{}", i % 500), obj_ns: Some(n), type_: if i % 3 == 0 { "Normal" } else { "Warning" }, reason: "BulkReason", message: "bulk event for the throughput benchmark" });
+                    let v = Kube::event_json(&Ev {
+                        ns: n,
+                        name: &name,
+                        kind: "Pod",
+                        obj: &format!("pod-{}", i % 500),
+                        obj_ns: Some(n),
+                        type_: if i % 3 == 0 { "Normal" } else { "Warning" },
+                        reason: "BulkReason",
+                        message: "bulk event for the throughput benchmark",
+                    });
                     let ev: k8s_openapi::api::core::v1::Event = serde_json::from_value(v).unwrap();
-                    let api: kube::Api<k8s_openapi::api::core::v1::Event> = kube::Api::namespaced(k.client.clone(), n);
+                    let api: kube::Api<k8s_openapi::api::core::v1::Event> =
+                        kube::Api::namespaced(k.client.clone(), n);
                     api.create(&Default::default(), &ev).await.expect("create");
                 }
             })
             .await
     });
-    println!("BENCH created {total} events in {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "BENCH created {total} events in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
 
     // Throughput: a fresh eventer delivers all of them (first list, --since) through filters.
     let hook = Receiver::start(Vendor::Webhook { status: 200 });
@@ -118,8 +154,14 @@ fn eventer_latency_throughput_footprint() {
         tpl.path().display()
     );
     let start = Instant::now();
-    let e = Eventer::start(&kc, &["--sink", &sink, "--since", "1h", "--sink-queue", "20000"], &[]);
-    let got = hook.wait_for("every bulk body", Duration::from_secs(300), |g| g.len() >= total);
+    let e = Eventer::start(
+        &kc,
+        &["--sink", &sink, "--since", "1h", "--sink-queue", "20000"],
+        &[],
+    );
+    let got = hook.wait_for("every bulk body", Duration::from_secs(300), |g| {
+        g.len() >= total
+    });
     let first = got.first().unwrap().at;
     let last = got.iter().map(|r| r.at).max().unwrap();
     let secs = last.duration_since(first).as_secs_f64().max(1e-3);
