@@ -3,6 +3,7 @@
 //! Go's error forms (`%!d(string=x)`, `%!s(MISSING)`, `%!(EXTRA …)`).
 
 use super::value::{go_float, Value};
+use crate::state::go_quote;
 
 /// Go's `fmt.Sprint`: spaces between operands when neither side is a string.
 pub fn sprint(args: &[Value]) -> String {
@@ -250,33 +251,6 @@ fn quote_char(c: char) -> String {
         c if (c as u32) < 0x20 || c == '\u{7f}' => format!("\\x{:02x}", c as u32),
         c => c.to_string(),
     }
-}
-
-/// Go's `strconv.Quote` (printable runes kept, others escaped).
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            '\u{FFFD}' => out.push_str("\\ufffd"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
