@@ -54,7 +54,17 @@ pub struct Cli {
     pub log_monitors: probes::logs::LogMonitorArgs,
 
     #[command(subcommand)]
-    pub command: Option<crate::logs_cmd::Command>,
+    pub command: Option<Command>,
+}
+
+/// Subcommands (without one, nodeprobe runs its probes).
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    #[command(flatten)]
+    Logs(crate::logs_cmd::Command),
+    /// Forward every cluster Event to DingTalk, Feishu/Lark, webhooks or stdout
+    /// (kube-eventer's job and command line). Runs as a cluster Deployment.
+    Eventer(crate::eventer::EventerArgs),
 }
 
 /// Daemon-mode settings: Kubernetes exporter, endpoints, condition and event policy.
@@ -242,6 +252,37 @@ mod tests {
                 continue;
             }
             assert!(arg.get_env().is_some(), "flag {id} has no env twin");
+        }
+    }
+
+    #[test]
+    fn eventer_takes_kube_eventer_flags_each_with_an_env_twin() {
+        let cli = Cli::parse_from([
+            "nodeprobe",
+            "eventer",
+            "--source=kubernetes:https://kubernetes.default",
+            "--sink=dingtalk:https://oapi.dingtalk.com/robot/send?access_token=x&label=c",
+            "--sink=webhook:http://h/p?namespaces=a,b",
+            "--frequency=30s",
+            "--healthz-port=8084",
+        ]);
+        let Some(Command::Eventer(a)) = cli.command else {
+            panic!("not the eventer")
+        };
+        assert_eq!(a.sinks.len(), 2);
+        assert_eq!(a.frequency, Duration::from_secs(30));
+        let cmd = Cli::command();
+        let ev = cmd.find_subcommand("eventer").expect("eventer");
+        for arg in ev.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let env = arg.get_env().and_then(|e| e.to_str()).unwrap_or("");
+            assert!(
+                env.starts_with("NODEPROBE_EVENTER_"),
+                "flag {id} has no NODEPROBE_EVENTER_ env twin"
+            );
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod eventer;
 pub mod logs_cmd;
 pub mod oneshot;
 pub mod report;

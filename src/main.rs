@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use nodeprobe::cli::{Cli, Output};
+use nodeprobe::cli::{Cli, Command, Output};
 use nodeprobe::{daemon, exit, oneshot};
 
 fn main() -> ExitCode {
@@ -37,12 +37,23 @@ fn init_logging(filter: &str) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    if let Some(cmd) = &cli.command {
-        return Ok(nodeprobe::logs_cmd::run(
-            cmd,
-            &cli.log_monitors,
-            &cli.host_root,
-        )?);
+    match &cli.command {
+        Some(Command::Logs(cmd)) => {
+            return Ok(nodeprobe::logs_cmd::run(
+                cmd,
+                &cli.log_monitors,
+                &cli.host_root,
+            )?)
+        }
+        Some(Command::Eventer(args)) => {
+            return Ok(
+                nodeprobe::eventer::run_blocking(args.clone()).unwrap_or_else(|e| {
+                    eprintln!("nodeprobe eventer: {e}");
+                    e.exit_code()
+                }),
+            )
+        }
+        None => {}
     }
     let names = probes::registry::select(&cli.probes, &cli.disable_probes)?;
     let host = probes::HostPaths::new(&cli.host_root);

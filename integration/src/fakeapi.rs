@@ -7,11 +7,18 @@
 //!   `$patch: delete` honoured), other fields merged as maps;
 //! - core/v1 events: create (409 on a duplicate name), merge-patch, list (per namespace or all);
 //! - pods: list, with a `spec.nodeName=<n>` field selector;
-//! - `resourceVersion` increments on every write; 404 for unknown objects and paths.
+//! - `resourceVersion` increments on every write; 404 for unknown objects and paths;
+//! - events: **watch** (`?watch=1&resourceVersion=N[&allowWatchBookmarks=true&timeoutSeconds=T]`)
+//!   as a chunked stream of `ADDED`/`MODIFIED`/`DELETED`/`BOOKMARK` lines replayed from N,
+//!   an `ERROR` 410 "too old resource version" for N older than the last `compact`, and
+//!   list with `limit`/`continue` pages at one resourceVersion; delete.
 //!
 //! Fault injection: `fail_next` (n answers with a status, e.g. 503/429/500), `fail_for`
 //! (every request for a while), `set_hang` (requests wait until released), `restart` (close
 //! every connection, stay down for a while, come back on the same port with the same state).
+//! Watch faults: `cut_watches` (close every open watch, optionally in the middle of a
+//! line), `set_watch_fail` (answer new watches with a status), `compact` (expire every
+//! older resourceVersion: resuming watches get 410 and must re-list).
 //! Tests read the state back with `node`, `events`, `requests`.
 
 use std::collections::BTreeMap;
@@ -53,7 +60,37 @@ struct State {
     fail_until: Option<(Instant, u16)>,
     hang: bool,
     seq: u64,
+    /// (resourceVersion, type, namespace, Event) of every Event write since the last compact.
+    history: Vec<(u64, &'static str, String, Value)>,
+    compacted: u64,
+    watchers: Vec<(
+        u64,
+        Option<String>,
+        tokio::sync::mpsc::UnboundedSender<Bytes>,
+    )>,
+    watch_ids: u64,
+    watch_fail: Option<u16>,
 }
+
+impl State {
+    /// Record an Event write and stream it to the open watches.
+    fn record(&mut self, type_: &'static str, ns: &str, ev: &Value) {
+        let rv = self.rv;
+        self.history.push((rv, type_, ns.to_string(), ev.clone()));
+        let line = watch_line(type_, ev);
+        self.watchers.retain(|(_, wns, tx)| {
+            wns.as_deref().is_some_and(|w| w != ns) || tx.send(line.clone()).is_ok()
+        });
+    }
+}
+
+fn watch_line(type_: &str, obj: &Value) -> Bytes {
+    let mut l = json!({"type": type_, "object": obj}).to_string();
+    l.push('\n');
+    Bytes::from(l)
+}
+
+type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
 enum Cmd {
     Restart(Duration),
@@ -228,6 +265,64 @@ impl FakeApi {
         lock(&self.state).hang = hang;
     }
 
+    /// Close every open watch; with `mid_line`, after half a watch line (a stream cut in the
+    /// middle of an object).
+    pub fn cut_watches(&self, mid_line: bool) {
+        let mut s = lock(&self.state);
+        for (_, _, tx) in s.watchers.drain(..) {
+            if mid_line {
+                let _ = tx.send(Bytes::from_static(
+                    b"{\"type\":\"ADDED\",\"object\":{\"kind\":\"Ev",
+                ));
+            }
+        }
+    }
+
+    /// Answer new watch requests with `status` (None: serve them again).
+    pub fn set_watch_fail(&self, status: Option<u16>) {
+        lock(&self.state).watch_fail = status;
+    }
+
+    /// Forget the watch history: watches from any older resourceVersion get 410 Gone.
+    pub fn compact(&self) {
+        let mut s = lock(&self.state);
+        s.compacted = s.rv;
+        s.history.clear();
+    }
+
+    /// Open watch streams.
+    pub fn watches(&self) -> usize {
+        let mut s = lock(&self.state);
+        s.watchers.retain(|(_, _, tx)| !tx.is_closed());
+        s.watchers.len()
+    }
+
+    /// Create an Event (as the API would) and return it.
+    pub fn create_event(&self, ns: &str, ev: Value) -> Value {
+        let (code, v) = request(
+            self.addr,
+            "POST",
+            &format!("/api/v1/namespaces/{ns}/events"),
+            "application/json",
+            &ev.to_string(),
+        );
+        assert_eq!(code, 201, "create event: {v}");
+        v
+    }
+
+    /// Merge-patch an Event.
+    pub fn patch_event(&self, ns: &str, name: &str, patch: Value) -> Value {
+        let (code, v) = request(
+            self.addr,
+            "PATCH",
+            &format!("/api/v1/namespaces/{ns}/events/{name}"),
+            "application/merge-patch+json",
+            &patch.to_string(),
+        );
+        assert_eq!(code, 200, "patch event: {v}");
+        v
+    }
+
     /// Drop every connection, stay down for `down`, then serve again on the same port with
     /// the same state. Returns once the server accepts again.
     pub fn restart(&self, down: Duration) {
@@ -313,8 +408,8 @@ fn status_body(code: u16, reason: &str, message: &str) -> Value {
            "message": message, "reason": reason, "code": code})
 }
 
-fn respond(code: u16, body: &Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+fn respond(code: u16, body: &Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).boxed());
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -326,7 +421,7 @@ fn respond(code: u16, body: &Value) -> Response<Full<Bytes>> {
 async fn handle(
     state: Arc<Mutex<State>>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+) -> Result<Response<Body>, std::convert::Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -342,6 +437,13 @@ async fn handle(
     };
     while lock(&state).hang {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let is_watch = matches!(
+        query_param(&query, "watch").as_deref(),
+        Some("1") | Some("true")
+    );
+    if method == Method::GET && is_watch {
+        return Ok(watch(&state, &path, &query, &ct));
     }
     let (code, value) = {
         let mut s = lock(&state);
@@ -487,6 +589,7 @@ fn route(
             ev["apiVersion"] = json!("v1");
             ev["kind"] = json!("Event");
             s.events.insert(key, ev.clone());
+            s.record("ADDED", ns, &ev);
             (201, ev)
         }
         (&Method::PATCH, ["api", "v1", "namespaces", ns, "events", name]) => {
@@ -505,21 +608,23 @@ fn route(
             };
             json_merge(ev, &patch);
             ev["metadata"]["resourceVersion"] = json!(rv);
-            (200, ev.clone())
+            let ev = ev.clone();
+            s.record("MODIFIED", ns, &ev);
+            (200, ev)
+        }
+        (&Method::DELETE, ["api", "v1", "namespaces", ns, "events", name]) => {
+            let Some(mut ev) = s.events.remove(&(ns.to_string(), name.to_string())) else {
+                return not_found(&format!("events \"{name}\""));
+            };
+            s.rv += 1;
+            ev["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+            s.record("DELETED", ns, &ev);
+            (200, ev)
         }
         (&Method::GET, ["api", "v1", "namespaces", ns, "events"]) => {
-            let items: Vec<Value> = s
-                .events
-                .iter()
-                .filter(|((n, _), _)| n == ns)
-                .map(|(_, e)| e.clone())
-                .collect();
-            (200, list("EventList", items, s.rv))
+            list_events(s, Some(ns), query)
         }
-        (&Method::GET, ["api", "v1", "events"]) => {
-            let items: Vec<Value> = s.events.values().cloned().collect();
-            (200, list("EventList", items, s.rv))
-        }
+        (&Method::GET, ["api", "v1", "events"]) => list_events(s, None, query),
         (&Method::GET, ["api", "v1", "pods"])
         | (&Method::GET, ["api", "v1", "namespaces", _, "pods"]) => {
             let ns = match parts.as_slice() {
@@ -556,6 +661,143 @@ fn route(
         }
         _ => not_found(&format!("path {path}")),
     }
+}
+
+/// List Events, in pages of `limit` with a `continue` token (`<rv>:<offset>`).
+fn list_events(s: &State, ns: Option<&str>, query: &str) -> (u16, Value) {
+    let items: Vec<Value> = s
+        .events
+        .iter()
+        .filter(|((n, _), _)| ns.is_none_or(|x| x == n))
+        .map(|(_, e)| e.clone())
+        .collect();
+    let (rv, offset) = match query_param(query, "continue").filter(|c| !c.is_empty()) {
+        Some(c) => match c
+            .split_once(':')
+            .and_then(|(r, o)| Some((r.parse::<u64>().ok()?, o.parse::<usize>().ok()?)))
+        {
+            Some((r, _)) if r < s.compacted => {
+                return (
+                    410,
+                    status_body(410, "Expired", "The provided continue parameter is too old"),
+                )
+            }
+            Some(x) => x,
+            None => return (400, status_body(400, "BadRequest", "bad continue token")),
+        },
+        None => (s.rv, 0),
+    };
+    let limit = query_param(query, "limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    let end = limit.map_or(items.len(), |l| (offset + l).min(items.len()));
+    let page: Vec<Value> = items
+        .get(offset..end)
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
+    let mut v = list("EventList", page, rv);
+    if end < items.len() {
+        v["metadata"]["continue"] = json!(format!("{rv}:{end}"));
+    }
+    (200, v)
+}
+
+/// A watch of Events: replay from `resourceVersion`, then follow; 410 for a compacted one.
+fn watch(state: &Arc<Mutex<State>>, path: &str, query: &str, ct: &str) -> Response<Body> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let ns = match parts.as_slice() {
+        ["api", "v1", "events"] => None,
+        ["api", "v1", "namespaces", ns, "events"] => Some(ns.to_string()),
+        _ => {
+            return respond(
+                404,
+                &status_body(404, "NotFound", &format!("watch of {path}")),
+            )
+        }
+    };
+    let mut s = lock(state);
+    let log = |s: &mut State, status: u16| {
+        s.log.push(Logged {
+            method: "WATCH".into(),
+            path: path.to_string(),
+            query: query.to_string(),
+            content_type: ct.to_string(),
+            status,
+            at: Instant::now(),
+        })
+    };
+    if let Some(code) = s.watch_fail {
+        log(&mut s, code);
+        return respond(
+            code,
+            &status_body(code, "InjectedFault", "injected watch fault"),
+        );
+    }
+    log(&mut s, 200);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let from = query_param(query, "resourceVersion")
+        .and_then(|r| r.parse::<u64>().ok())
+        .unwrap_or(0);
+    let in_ns = |n: &str| ns.as_deref().is_none_or(|x| x == n);
+    if from != 0 && from < s.compacted {
+        let msg = format!("too old resource version: {from} ({})", s.compacted);
+        let _ = tx.send(watch_line("ERROR", &status_body(410, "Expired", &msg)));
+        drop(tx);
+    } else {
+        if from == 0 {
+            for ((n, _), e) in &s.events {
+                if in_ns(n) {
+                    let _ = tx.send(watch_line("ADDED", e));
+                }
+            }
+        } else {
+            for (rv, t, n, e) in &s.history {
+                if *rv > from && in_ns(n) {
+                    let _ = tx.send(watch_line(t, e));
+                }
+            }
+        }
+        // Bookmarks every second while the watch is open; close after timeoutSeconds.
+        let bookmarks = query_param(query, "allowWatchBookmarks").as_deref() == Some("true");
+        let timeout = query_param(query, "timeoutSeconds").and_then(|t| t.parse::<u64>().ok());
+        let st = state.clone();
+        s.watch_ids += 1;
+        let id = s.watch_ids;
+        tokio::spawn(async move {
+            let end = timeout.map(|t| Instant::now() + Duration::from_secs(t));
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let mut s = lock(&st);
+                let Some(i) = s.watchers.iter().position(|w| w.0 == id) else {
+                    return; // cut
+                };
+                if s.watchers[i].2.is_closed() || end.is_some_and(|e| Instant::now() >= e) {
+                    s.watchers.remove(i);
+                    return;
+                }
+                if bookmarks {
+                    let rv = s.rv.to_string();
+                    let bm = json!({"kind": "Event", "apiVersion": "v1", "metadata": {"resourceVersion": rv}});
+                    let _ = s.watchers[i].2.send(watch_line("BOOKMARK", &bm));
+                }
+            }
+        });
+        s.watchers.push((id, ns, tx));
+    }
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| {
+            (
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(b)),
+                rx,
+            )
+        })
+    });
+    let mut r = Response::new(BodyExt::boxed(http_body_util::StreamBody::new(stream)));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 fn list(kind: &str, items: Vec<Value>, rv: u64) -> Value {

@@ -4,11 +4,13 @@
 #![allow(clippy::disallowed_methods)] // tests start real components and the binary
 
 pub mod agent;
+pub mod eventer;
 pub mod fakeapi;
 pub mod kmsg;
 pub mod kube;
 pub mod oci;
 pub mod oom;
+pub mod receivers;
 pub mod runtimes;
 pub mod systemd;
 

@@ -12,6 +12,7 @@ const HELP: &[&[&str]] = &[
     &["rules", "check", "--help"],
     &["rules", "test", "--help"],
     &["watch-logs", "--help"],
+    &["eventer", "--help"],
 ];
 
 const QUICK_START: &[&str] = &[

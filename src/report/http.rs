@@ -45,7 +45,7 @@ pub struct Shared {
     pub conditions: watch::Receiver<Vec<Condition>>,
 }
 
-fn reply(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+pub fn reply(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     if let Ok(v) = http::HeaderValue::from_str(ctype) {
@@ -120,6 +120,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// Longest life of one connection, however busy (keep-alive included).
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 
+/// Answers one request (method, path): the routes of one server.
+pub type Route = Arc<dyn Fn(&Method, &str) -> Response<Full<Bytes>> + Send + Sync>;
+
 /// Bind `addr` and serve until `shutdown` is set. Returns the bound address (port 0 picks one).
 pub async fn serve(
     addr: SocketAddr,
@@ -127,21 +130,28 @@ pub async fn serve(
     shared: Shared,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), HttpError> {
-    serve_limited(
-        addr,
-        which,
-        shared,
-        shutdown,
-        MAX_CONNECTIONS,
-        CONNECTION_LIFETIME,
-    )
-    .await
+    serve_routes(addr, agent_routes(which, shared), shutdown).await
+}
+
+fn agent_routes(which: Server, shared: Shared) -> Route {
+    Arc::new(move |method: &Method, path: &str| match which {
+        Server::Status => status_route(&shared, method, path),
+        Server::Metrics => metrics_route(&shared, method, path),
+    })
+}
+
+/// Serve `route` on `addr` (used by the agent's servers and the eventer's).
+pub async fn serve_routes(
+    addr: SocketAddr,
+    route: Route,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), HttpError> {
+    serve_limited(addr, route, shutdown, MAX_CONNECTIONS, CONNECTION_LIFETIME).await
 }
 
 async fn serve_limited(
     addr: SocketAddr,
-    which: Server,
-    shared: Shared,
+    route: Route,
     mut shutdown: watch::Receiver<bool>,
     max_connections: usize,
     lifetime: Duration,
@@ -169,14 +179,11 @@ async fn serve_limited(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            let shared = shared.clone();
+            let route = route.clone();
             tokio::spawn(async move {
                 let _slot = slot;
                 let svc = service_fn(move |req: Request<Incoming>| {
-                    let r = match which {
-                        Server::Status => status_route(&shared, req.method(), req.uri().path()),
-                        Server::Metrics => metrics_route(&shared, req.method(), req.uri().path()),
-                    };
+                    let r = route(req.method(), req.uri().path());
                     async move { Ok::<_, Infallible>(r) }
                 });
                 let conn = http1::Builder::new()
@@ -295,8 +302,7 @@ mod tests {
         // A connection's whole life is bounded (a short lifetime here).
         let (addr, _h) = serve_limited(
             "127.0.0.1:0".parse().unwrap(),
-            Server::Status,
-            s,
+            agent_routes(Server::Status, s),
             stop,
             2,
             Duration::from_millis(300),

@@ -84,7 +84,17 @@ async fn bounded<T>(
 
 /// Client from `--kubeconfig` (or `$KUBECONFIG`), else the in-cluster service account.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubeError> {
-    let mut config = match kubeconfig {
+    let mut config = config(kubeconfig).await?;
+    config.connect_timeout = Some(Duration::from_secs(5));
+    config.read_timeout = Some(Duration::from_secs(8));
+    config.write_timeout = Some(Duration::from_secs(8));
+    Client::try_from(config).map_err(KubeError::Client)
+}
+
+/// The client configuration from a kubeconfig, else the in-cluster service account (the
+/// eventer sets its own timeouts: a watch outlives the agent's 8 s reads).
+pub async fn config(kubeconfig: Option<&Path>) -> Result<Config, KubeError> {
+    Ok(match kubeconfig {
         Some(path) => {
             let err = |source| KubeError::Kubeconfig {
                 path: path.display().to_string(),
@@ -96,11 +106,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubeError> {
                 .map_err(err)?
         }
         None => Config::incluster()?,
-    };
-    config.connect_timeout = Some(Duration::from_secs(5));
-    config.read_timeout = Some(Duration::from_secs(8));
-    config.write_timeout = Some(Duration::from_secs(8));
-    Client::try_from(config).map_err(KubeError::Client)
+    })
 }
 
 /// What the agent learns about its Node at startup.
