@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use probes::findings::{LogFinding, MonitorEvent, OomKill};
 use probes::{ConditionSpec, ConditionStatus, Outcome, ProbeRun};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Consecutive results needed before a condition flips.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +145,7 @@ pub fn transition_message(c: &Condition) -> String {
 }
 
 /// Event type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EventType {
     Normal,
     Warning,
@@ -161,8 +161,8 @@ impl EventType {
 }
 
 /// One Event write the reporter must make (a create, or a count update of an Event it
-/// created before under the same `name`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// created before under the same `name`). Serialised into the event spool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventOut {
     /// Client-chosen object name, stable across count updates.
     pub name: String,

@@ -9,7 +9,7 @@ use nodeprobe::daemon::{self, DaemonConfig, KubeSettings};
 use nodeprobe::report::metrics::Metrics;
 use nodeprobe::state::StateConfig;
 use nodeprobe_integration::fakeapi::FakeApi;
-use probes::findings::{ConditionUpdate, LogFinding, MonitorEvent, OomKill};
+use probes::findings::{ConditionUpdate, LogFinding, LogItem, MonitorEvent, OomKill};
 use probes::{CheckFuture, ConditionSpec, ConditionStatus, Outcome, Probe};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
@@ -45,7 +45,7 @@ impl Probe for Scripted {
 }
 
 struct Agent {
-    logs: mpsc::Sender<LogFinding>,
+    logs: mpsc::Sender<LogItem>,
     stop: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
     metrics: Arc<Metrics>,
@@ -63,6 +63,7 @@ impl Agent {
                 heartbeat: Duration::from_secs(300),
                 wait_timeout: Duration::from_secs(10),
                 remove_stale: false,
+                spool: Some(dir.join("state").join("events-spool.json")),
             }),
             status_addr: None,
             metrics_addr: None,
@@ -92,7 +93,9 @@ impl Agent {
     }
 
     fn send(&self, f: LogFinding) {
-        self.logs.blocking_send(f).expect("agent is running");
+        self.logs
+            .blocking_send(LogItem::Finding(f))
+            .expect("agent is running");
     }
 }
 

@@ -243,6 +243,13 @@ impl Agent {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// SIGKILL (no chance to persist anything) and reap.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
     /// SIGTERM; returns the exit code and how long the agent took.
     pub fn terminate(&mut self) -> (Option<i32>, Duration) {
         let mut child = self.child.take().expect("running");

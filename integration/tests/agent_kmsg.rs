@@ -347,6 +347,61 @@ fn restart_sends_no_duplicates_delivers_lines_from_downtime_and_keeps_transition
     assert_eq!(second.terminate().0, Some(0));
 }
 
+/// At-least-once: an event found while the API server is down survives a SIGKILL (it is in
+/// the spool in the state directory before the kernel log position moves past its line) and
+/// arrives after the restart, once.
+#[test]
+fn events_found_during_an_api_outage_survive_sigkill() {
+    let Some(Setup { api, m, tmp, _kmsg }) = setup("sigkill") else {
+        return;
+    };
+    let rules = scoped_rules(tmp.path(), &m, "0");
+    let mut first = start(&api, &rules, tmp.path(), &[]);
+    wait_for(
+        "startup condition write",
+        Duration::from_secs(10),
+        &first,
+        || api.condition(NODE, "ReadonlyFilesystem"),
+    );
+    api.fail_for(Duration::from_secs(600), 503);
+    let line = task_hung(&m, "during-outage");
+    kmsg_write(3, &line);
+    let spool = tmp.path().join("state/events-spool.json");
+    wait_for(
+        "the event in the spool",
+        Duration::from_secs(10),
+        &first,
+        || {
+            std::fs::read_to_string(&spool)
+                .ok()
+                .filter(|s| s.contains(&line))
+        },
+    );
+    assert!(events_for(&api, "TaskHung", &line).is_empty());
+    first.kill();
+
+    api.fail_for(Duration::ZERO, 503);
+    let mut second = start(&api, &rules, tmp.path(), &[]);
+    let e = wait_for(
+        "the spooled event",
+        Duration::from_secs(15),
+        &second,
+        || events_for(&api, "TaskHung", &line).into_iter().next(),
+    );
+    assert_on_node(&e);
+    // A later line shows the restarted monitor read past the first one without sending it
+    // again (its position was saved only once the event was in the spool).
+    let after = task_hung(&m, "after-restart");
+    kmsg_write(3, &after);
+    wait_for("the next event", Duration::from_secs(10), &second, || {
+        events_for(&api, "TaskHung", &after).into_iter().next()
+    });
+    let all = marked(&api, &m);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert!(all.iter().all(|e| e["count"] == 1), "{all:#?}");
+    assert_eq!(second.terminate().0, Some(0));
+}
+
 #[test]
 fn real_oom_kill_names_the_pod_on_pod_and_node_events() {
     if !oom_ok() {

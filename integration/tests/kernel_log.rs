@@ -1,8 +1,10 @@
-//! The kernel log where `/dev/kmsg` cannot be read, as inside a container: the agent reads
-//! the ring through syslog(2) where the device is denied (a devices cgroup, exactly what a
-//! runtime's device allowlist does), and without CAP_SYSLOG it keeps running its probes
-//! with the kernel monitor's conditions `Unknown`, one event, a metric and a failing
-//! `/healthz`. Everything against the real kernel log and the fake API server.
+//! Log sources that cannot be read. The kernel log where `/dev/kmsg` cannot be read, as
+//! inside a container: the agent reads the ring through syslog(2) where the device is denied
+//! (a devices cgroup, exactly what a runtime's device allowlist does), and without
+//! CAP_SYSLOG it keeps running its probes with the kernel monitor's conditions `Unknown`,
+//! one event, a metric and a failing `/healthz`; a journal that cannot be opened is the
+//! same kind of outage, never a monitor that looks healthy. Everything against the real
+//! kernel log and the fake API server.
 
 #![allow(clippy::disallowed_methods)] // tests start real components and the binary
 
@@ -225,5 +227,58 @@ fn without_cap_syslog_the_agent_runs_on_and_says_what_is_missing() {
         (200, "ok".into())
     );
     assert_eq!(agent.get_text(agent.status_port, "/readyz").0, 200);
+    assert_eq!(agent.terminate().0, Some(0), "{}", agent.logs());
+}
+
+#[test]
+fn a_journal_that_cannot_be_opened_is_an_outage_not_a_silent_monitor() {
+    let api = FakeApi::start();
+    kubelet_node(&api);
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-journal");
+    let rules = tmp.path().join("journal-monitor.json");
+    let text = serde_json::json!({
+        "plugin": "journald",
+        "pluginConfig": {"source": "dockerd"},
+        "logPath": missing,
+        "lookback": "5m",
+        "bufferSize": 10,
+        "source": "it-journal-monitor",
+        "conditions": [{"type": "ItJournalProblem", "reason": "NoItJournalProblem",
+                        "message": "fine"}],
+        "rules": [{"type": "permanent", "condition": "ItJournalProblem",
+                   "reason": "ItJournalBroken", "pattern": "broken"}]
+    });
+    std::fs::write(&rules, text.to_string()).unwrap();
+    let mut agent = Agent::start_with_logs(&api, &rules, tmp.path(), NO_PROBES);
+    let c = wait_for(
+        "ItJournalProblem Unknown",
+        Duration::from_secs(10),
+        &agent,
+        || {
+            api.condition(NODE, "ItJournalProblem")
+                .filter(|c| c["status"] == "Unknown")
+        },
+    );
+    assert_eq!(c["reason"], "LogSourceUnavailable");
+    assert!(
+        c["message"].as_str().unwrap().contains("no-journal"),
+        "{c:#}"
+    );
+    let ev = wait_for(
+        "LogSourceUnavailable",
+        Duration::from_secs(10),
+        &agent,
+        || events_with(&api, "LogSourceUnavailable").into_iter().next(),
+    );
+    assert_eq!(ev["source"]["component"], "it-journal-monitor");
+    let up = "nodeprobe_log_source_up{source=\"it-journal-monitor\"}";
+    assert_eq!(agent.metric(up), Some(0.0));
+    let (code, body) = agent.get_text(agent.status_port, "/healthz");
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("it-journal-monitor") && body.contains("no-journal"),
+        "{body}"
+    );
     assert_eq!(agent.terminate().0, Some(0), "{}", agent.logs());
 }

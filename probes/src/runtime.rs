@@ -634,6 +634,15 @@ impl RuntimeProbe {
         self
     }
 
+    /// What [`RuntimeProbe::locations`] needs, to move onto a blocking thread.
+    fn clone_locator(&self) -> RuntimeProbe {
+        RuntimeProbe {
+            host: self.host.clone(),
+            config: self.config.clone(),
+            units: None,
+        }
+    }
+
     fn locations(&self, runtime: Runtime) -> Where {
         let configured = match runtime {
             Runtime::Containerd => &self.config.containerd_socket,
@@ -689,9 +698,29 @@ impl Probe for RuntimeProbe {
     }
     fn check(&self) -> CheckFuture<'_> {
         let timeout = self.config.timeout;
-        let ctr_where = self.locations(Runtime::Containerd);
-        let dkr_where = self.locations(Runtime::Docker);
         Box::pin(async move {
+            // Following /var/run links reads the host's file system (a hung /host mount
+            // blocks it): not on the runtime's thread.
+            let (ctr, dkr) = (self.clone_locator(), self.clone_locator());
+            let wheres = crate::blocking(move || {
+                (
+                    ctr.locations(Runtime::Containerd),
+                    dkr.locations(Runtime::Docker),
+                )
+            })
+            .await;
+            let (ctr_where, dkr_where) = match wheres {
+                Ok(w) => w,
+                Err(e) => {
+                    return [RUNTIME_OFFLINE, DOCKER_OFFLINE]
+                        .into_iter()
+                        .map(|spec| Finding {
+                            spec,
+                            outcome: Outcome::unknown(e.clone()),
+                        })
+                        .collect()
+                }
+            };
             let deadline = Instant::now() + timeout;
             let units = self.units.as_deref();
             let (ctr, dkr, ctr_unit, dkr_unit) = tokio::join!(

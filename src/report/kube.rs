@@ -15,9 +15,10 @@ use kube::{Api, Client, Config};
 use probes::findings::OomKill;
 use probes::ConditionStatus;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::report::metrics::Metrics;
+use crate::report::outbox::Outbox;
 use crate::state::{parse_rfc3339, rfc3339, Condition, EventOut, EventType};
 
 /// Errors of the Kubernetes reporter.
@@ -301,8 +302,6 @@ pub struct EventWriter {
     /// The Node's uid (from the startup GET); the node name when unknown.
     pub node_uid: String,
     pub namespace: String,
-    /// Events waiting for the API beyond this are dropped (and counted).
-    pub max_queue: usize,
 }
 
 /// A pod as the OOM resolver needs it.
@@ -472,68 +471,39 @@ pub fn event_object(
     })
 }
 
-#[derive(Debug)]
-struct Pending {
-    ev: EventOut,
-    attempts: u32,
-}
-
 impl EventWriter {
-    /// Write events from `rx` in order; count updates of an Event still queued are folded
-    /// into it (the latest count wins). Failures are retried with backoff; when the queue
-    /// overflows the oldest event is dropped and counted. Returns when `rx` closes and the
-    /// queue is written, or when `shutdown` is set (after a bounded flush).
+    /// Write the events of `outbox` in order (count updates folded into pending writes).
+    /// Failures are retried with backoff; a write refused for good (400, 403, 422) or failing
+    /// 50 times is dropped and counted. Returns when `shutdown` is set: what is still pending
+    /// stays in the outbox (and its spool, for the next run).
     pub async fn run(
         self,
         client: Client,
-        mut rx: mpsc::Receiver<EventOut>,
+        outbox: Arc<Outbox>,
         metrics: Arc<Metrics>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut queue: VecDeque<String> = VecDeque::new();
-        let mut pending: HashMap<String, Pending> = HashMap::new();
         let mut created: HashSet<String> = HashSet::new();
         let mut created_order: VecDeque<String> = VecDeque::new();
         let mut pods = PodCache::new(POD_REFRESH);
         let mut backoff = RETRY_MIN;
-        let mut closed = false;
         loop {
-            // Take everything that is waiting, folding updates.
-            while let Ok(ev) = rx.try_recv() {
-                self.enqueue(ev, &mut queue, &mut pending, &metrics);
+            if *shutdown.borrow() {
+                return;
             }
-            if queue.is_empty() {
-                if closed {
-                    return;
-                }
+            let Some(next) = outbox.front() else {
                 tokio::select! {
-                    m = rx.recv() => match m {
-                        Some(ev) => self.enqueue(ev, &mut queue, &mut pending, &metrics),
-                        None => closed = true,
-                    },
-                    _ = shutdown.changed() => {
-                        if *shutdown.borrow() { return; }
-                    }
+                    _ = outbox.wait() => {}
+                    _ = shutdown.changed() => {}
                 }
                 continue;
-            }
-            let Some(name) = queue.front().cloned() else {
-                continue;
             };
-            let Some(p) = pending.get(&name) else {
-                queue.pop_front();
-                continue;
-            };
-            let ev = p.ev.clone();
-            match self
-                .write(&client, &ev, &created, &mut pods, &metrics)
-                .await
-            {
+            let ev = &next.ev;
+            match self.write(&client, ev, &created, &mut pods, &metrics).await {
                 Ok(()) => {
-                    queue.pop_front();
-                    pending.remove(&name);
-                    if created.insert(name.clone()) {
-                        created_order.push_back(name);
+                    outbox.written(&next);
+                    if created.insert(ev.name.clone()) {
+                        created_order.push_back(ev.name.clone());
                         if created_order.len() > 4096 {
                             if let Some(old) = created_order.pop_front() {
                                 created.remove(&old);
@@ -552,69 +522,22 @@ impl EventWriter {
                         "create_event"
                     });
                     let permanent = matches!(e.status(), Some(400 | 403 | 422));
-                    if let Some(p) = pending.get_mut(&name) {
-                        p.attempts += 1;
-                        if permanent || p.attempts >= 50 {
-                            tracing::warn!(error = %e, reason = %ev.reason, "giving up on an event");
-                            metrics.event_dropped(&ev.source, &ev.reason, "api");
-                            queue.pop_front();
-                            pending.remove(&name);
-                            continue;
-                        }
+                    if permanent || next.attempts + 1 >= 50 {
+                        tracing::warn!(error = %e, reason = %ev.reason, "giving up on an event");
+                        metrics.event_dropped(&ev.source, &ev.reason, "api");
+                        outbox.failed(&next, true);
+                        continue;
                     }
+                    outbox.failed(&next, false);
                     tracing::warn!(error = %e, retry_in = ?backoff, "event write failed");
-                    let sleep = tokio::time::sleep(backoff);
-                    backoff = (backoff * 2).min(RETRY_MAX);
-                    tokio::pin!(sleep);
-                    loop {
-                        tokio::select! {
-                            _ = &mut sleep => break,
-                            m = rx.recv(), if !closed => match m {
-                                Some(ev) => self.enqueue(ev, &mut queue, &mut pending, &metrics),
-                                None => closed = true,
-                            },
-                            _ = shutdown.changed() => {
-                                if *shutdown.borrow() {
-                                    for n in queue.drain(..) {
-                                        if let Some(p) = pending.remove(&n) {
-                                            metrics.event_dropped(&p.ev.source, &p.ev.reason, "shutdown");
-                                        }
-                                    }
-                                    return;
-                                }
-                            }
-                        }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
                     }
-                }
-            }
-            if *shutdown.borrow() && rx.is_empty() && queue.is_empty() {
-                return;
-            }
-        }
-    }
-
-    fn enqueue(
-        &self,
-        ev: EventOut,
-        queue: &mut VecDeque<String>,
-        pending: &mut HashMap<String, Pending>,
-        metrics: &Metrics,
-    ) {
-        if let Some(p) = pending.get_mut(&ev.name) {
-            // Fold: keep "create" if the create has not gone out yet.
-            let update = p.ev.update && ev.update;
-            p.ev = EventOut { update, ..ev };
-            return;
-        }
-        if queue.len() >= self.max_queue {
-            if let Some(old) = queue.pop_front() {
-                if let Some(p) = pending.remove(&old) {
-                    metrics.event_dropped(&p.ev.source, &p.ev.reason, "queue");
+                    backoff = (backoff * 2).min(RETRY_MAX);
                 }
             }
         }
-        queue.push_back(ev.name.clone());
-        pending.insert(ev.name.clone(), Pending { ev, attempts: 0 });
     }
 
     async fn write(
@@ -780,48 +703,6 @@ mod tests {
         cache.fill(&[json!({"metadata": {"uid": "u1", "namespace": "ns", "name": "web"},
             "status": {"containerStatuses": [{"name": "app", "containerID": format!("containerd://{}", "c".repeat(64))}]}})]);
         assert_eq!(cache.get("u1"), Some(&pod));
-    }
-
-    fn out(name: &str, update: bool, count: u32) -> EventOut {
-        EventOut {
-            name: name.into(),
-            update,
-            type_: EventType::Warning,
-            source: "kernel-monitor".into(),
-            reason: "TaskHung".into(),
-            message: "m".into(),
-            count,
-            first: t(0),
-            last: t(count as u64),
-            oom: None,
-        }
-    }
-
-    #[test]
-    fn queued_updates_fold_into_one_write_and_overflow_is_counted() {
-        let w = EventWriter {
-            node: "n1".into(),
-            node_uid: "u".into(),
-            namespace: "default".into(),
-            max_queue: 2,
-        };
-        let m = Metrics::new();
-        let mut queue = VecDeque::new();
-        let mut pending = HashMap::new();
-        w.enqueue(out("a", false, 1), &mut queue, &mut pending, &m);
-        w.enqueue(out("a", true, 2), &mut queue, &mut pending, &m);
-        w.enqueue(out("a", true, 7), &mut queue, &mut pending, &m);
-        assert_eq!(queue.len(), 1);
-        // Still a create (it never went out), with the newest count.
-        let p = &pending["a"];
-        assert!(!p.ev.update);
-        assert_eq!((p.ev.count, p.ev.last), (7, t(7)));
-        w.enqueue(out("b", true, 3), &mut queue, &mut pending, &m);
-        w.enqueue(out("c", false, 1), &mut queue, &mut pending, &m);
-        assert_eq!(queue, VecDeque::from(["b".to_string(), "c".to_string()]));
-        assert!(m.render().contains(
-            "nodeprobe_events_dropped_total{source=\"kernel-monitor\",reason=\"TaskHung\",cause=\"queue\"} 1"
-        ));
     }
 
     #[test]
