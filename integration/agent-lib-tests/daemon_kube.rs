@@ -211,9 +211,20 @@ fn readonly_filesystem_condition_keeps_kubelet_conditions_and_its_transition_tim
     assert_eq!(c["status"], "True");
     assert_eq!(c["reason"], "FilesystemIsReadOnly");
     assert_eq!(c["lastTransitionTime"], "2027-01-15T08:00:00Z");
-    // A repeat with a later time changes nothing.
+    // A repeat with a later time changes nothing: a change of another condition after it
+    // writes the whole set, so once that is there, so would be any change of this one.
     agent.send(update(first + Duration::from_secs(60)));
-    std::thread::sleep(Duration::from_millis(300));
+    agent.send(LogFinding::Condition(ConditionUpdate {
+        source: "kernel-monitor".into(),
+        condition: "KernelDeadlock".into(),
+        status: ConditionStatus::True,
+        reason: "DockerHung".into(),
+        message: "sentinel".into(),
+        transition: first,
+    }));
+    wait_for("the sentinel condition", Duration::from_secs(5), || {
+        api.condition("n1", "KernelDeadlock")
+    });
     let c = api.condition("n1", "ReadonlyFilesystem").unwrap();
     assert_eq!(c["lastTransitionTime"], "2027-01-15T08:00:00Z");
     let warnings: Vec<Value> = api
@@ -314,10 +325,19 @@ fn api_outage_converges_and_events_are_delivered() {
     wait_for("first sync", Duration::from_secs(5), || {
         api.condition("n1", "ScriptedProblem")
     });
-    api.fail_for(Duration::from_secs(4), 500);
+    api.fail_for(Duration::from_secs(600), 500);
     *outcome.lock().unwrap() = Outcome::problem("HasScriptedProblem", "broken 50%");
     agent.send(event("KernelOops", "oops during the outage", None));
-    std::thread::sleep(Duration::from_secs(4));
+    // the outage lasts until both writers have been refused
+    let refused = |path: &str| {
+        api.requests()
+            .iter()
+            .any(|r| r.status == 500 && r.path.ends_with(path))
+    };
+    wait_for("refused writes", Duration::from_secs(10), || {
+        (refused("/status") && refused("/events")).then_some(())
+    });
+    api.fail_for(Duration::ZERO, 500);
     let c = wait_for("convergence", Duration::from_secs(10), || {
         api.condition("n1", "ScriptedProblem")
             .filter(|c| c["status"] == "True")

@@ -52,6 +52,8 @@ struct State {
     fail_next: Vec<u16>,
     fail_until: Option<(Instant, u16)>,
     hang: bool,
+    /// Requests held by `hang` right now.
+    held: usize,
     seq: u64,
 }
 
@@ -228,6 +230,20 @@ impl FakeApi {
         lock(&self.state).hang = hang;
     }
 
+    /// Requests held by [`FakeApi::set_hang`] right now.
+    pub fn held(&self) -> usize {
+        lock(&self.state).held
+    }
+
+    /// Responses with this status so far.
+    pub fn answered(&self, status: u16) -> usize {
+        lock(&self.state)
+            .log
+            .iter()
+            .filter(|r| r.status == status)
+            .count()
+    }
+
     /// Drop every connection, stay down for `down`, then serve again on the same port with
     /// the same state. Returns once the server accepts again.
     pub fn restart(&self, down: Duration) {
@@ -340,8 +356,12 @@ async fn handle(
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
-    while lock(&state).hang {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if lock(&state).hang {
+        lock(&state).held += 1;
+        while lock(&state).hang {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        lock(&state).held -= 1;
     }
     let (code, value) = {
         let mut s = lock(&state);

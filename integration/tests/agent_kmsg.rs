@@ -74,6 +74,17 @@ fn task_hung(marker: &str, task: &str) -> String {
     format!("{marker}: INFO: task {task}:123 blocked for more than 120 seconds.")
 }
 
+/// Write a TaskHung line of its own and wait for its Event: Events go out in order, so
+/// anything the agent sent before it is at the API server by then. Returns its message.
+fn sentinel(api: &FakeApi, agent: &Agent, marker: &str, tag: &str) -> String {
+    let line = task_hung(marker, &format!("sentinel-{tag}"));
+    kmsg_write(3, &line);
+    wait_for("the sentinel event", Duration::from_secs(10), agent, || {
+        events_for(api, "TaskHung", &line).into_iter().next()
+    });
+    line
+}
+
 fn remount_line(marker: &str) -> String {
     format!("{marker}: EXT4-fs (sda1): Remounting filesystem read-only")
 }
@@ -150,8 +161,15 @@ fn task_hung_line_is_one_warning_event_and_repeats_count_up() {
     assert_eq!(e["type"], "Warning");
     assert_on_node(&e);
     assert_eq!(e["count"], 1);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(marked(&api, &m).len(), 1, "{:#?}", marked(&api, &m));
+    let s1 = sentinel(&api, &agent, &m, "1");
+    let only_line = |api: &FakeApi| -> Vec<Value> {
+        marked(api, &m)
+            .into_iter()
+            .filter(|e| !e["message"].as_str().unwrap_or("").contains("sentinel-"))
+            .collect()
+    };
+    assert_eq!(only_line(&api).len(), 1, "{:#?}", marked(&api, &m));
+    assert!(!events_for(&api, "TaskHung", &s1).is_empty());
 
     // Nine more identical lines: still one Event, its count 10.
     for _ in 0..9 {
@@ -163,8 +181,8 @@ fn task_hung_line_is_one_warning_event_and_repeats_count_up() {
             .find(|e| e["count"] == 10)
     });
     assert_on_node(&e);
-    std::thread::sleep(Duration::from_millis(500));
-    let all = marked(&api, &m);
+    sentinel(&api, &agent, &m, "2");
+    let all = only_line(&api);
     assert_eq!(all.len(), 1, "{all:#?}");
     assert_eq!(all[0]["count"], 10);
     assert!(all[0]["lastTimestamp"].as_str() >= all[0]["firstTimestamp"].as_str());
@@ -180,7 +198,13 @@ fn readonly_remount_sets_the_condition_once_and_leaves_kubelet_conditions() {
         ["Ready", "MemoryPressure"].map(|t| api.condition(NODE, t).expect("kubelet condition"))
     };
     let before = kubelet(&api);
-    let mut agent = start(&api, &scoped_rules(tmp.path(), &m, "0"), tmp.path(), &[]);
+    // heartbeats every second: a later write of the whole set shows what the agent holds
+    let mut agent = start(
+        &api,
+        &scoped_rules(tmp.path(), &m, "0"),
+        tmp.path(),
+        &["--k8s-exporter-heartbeat-period", "1s"],
+    );
     let init = wait_for(
         "initial ReadonlyFilesystem",
         Duration::from_secs(10),
@@ -211,8 +235,11 @@ fn readonly_remount_sets_the_condition_once_and_leaves_kubelet_conditions() {
     wait_for("the line after", Duration::from_secs(10), &agent, || {
         events_for(&api, "TaskHung", &after).into_iter().next()
     });
-    std::thread::sleep(Duration::from_millis(300));
-    let c2 = api.condition(NODE, "ReadonlyFilesystem").unwrap();
+    let hb = api.condition(NODE, "ReadonlyFilesystem").unwrap()["lastHeartbeatTime"].clone();
+    let c2 = wait_for("a later write", Duration::from_secs(5), &agent, || {
+        api.condition(NODE, "ReadonlyFilesystem")
+            .filter(|c| c["lastHeartbeatTime"] != hb)
+    });
     assert_eq!(c2["status"], "True");
     assert_eq!(c2["lastTransitionTime"], transition, "{c2:#}");
     assert_eq!(c2["message"], line.as_str());
@@ -303,9 +330,14 @@ fn restart_sends_no_duplicates_delivers_lines_from_downtime_and_keeps_transition
         &second,
         || (status_writes(&api) > writes_before).then_some(()),
     );
-    std::thread::sleep(Duration::from_millis(500));
-
-    let c2 = api.condition(NODE, "ReadonlyFilesystem").unwrap();
+    // The restored conditions are kept fresh (a heartbeat writes the whole set again: what
+    // it holds is what the agent has)...
+    let hb = api.condition(NODE, "ReadonlyFilesystem").unwrap()["lastHeartbeatTime"].clone();
+    let c2 = wait_for("a heartbeat", Duration::from_secs(5), &second, || {
+        api.condition(NODE, "ReadonlyFilesystem")
+            .filter(|c| c["lastHeartbeatTime"] != hb)
+    });
+    // ...with the transitions of the first run.
     assert_eq!(c2["status"], "True");
     assert_eq!(c2["reason"], "FilesystemIsReadOnly");
     assert_eq!(c2["lastTransitionTime"], c1["lastTransitionTime"], "{c2:#}");
@@ -313,12 +345,6 @@ fn restart_sends_no_duplicates_delivers_lines_from_downtime_and_keeps_transition
         api.condition(NODE, "KernelDeadlock").unwrap()["lastTransitionTime"],
         deadlock1["lastTransitionTime"]
     );
-    // The restored conditions are kept fresh and the agent is ready.
-    let hb = c2["lastHeartbeatTime"].clone();
-    wait_for("a heartbeat", Duration::from_secs(5), &second, || {
-        let c = api.condition(NODE, "ReadonlyFilesystem")?;
-        (c["lastHeartbeatTime"] != hb).then_some(())
-    });
     assert_eq!(second.get(second.status_port, "/readyz").0, 200);
     // The events of the first run are untouched and nothing was sent twice.
     let after = api.events(None);

@@ -24,7 +24,7 @@ fn a_frozen_state_directory_stops_nothing_but_its_own_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     std::fs::create_dir(&state).unwrap();
-    let mut fs = FreezableExt4::mount(&state);
+    let mounted = FreezableExt4::mount(&state);
     let m = unique("frozen");
     let mut v: Value = serde_json::from_str(&default_kernel_rules("0")).unwrap();
     for r in v["rules"].as_array_mut().unwrap() {
@@ -46,6 +46,9 @@ fn a_frozen_state_directory_stops_nothing_but_its_own_writes() {
             "1s",
         ],
     );
+    // Declared after the agent, so dropped (thawed) before it: a process stuck on the
+    // frozen file system can only be reaped once it is thawed.
+    let mut fs = mounted;
     agent.wait_for_kmsg_monitor();
     let hung = |task: &str| format!("{m}: INFO: task {task}:1 blocked for more than 120 seconds.");
     let before = hung("before-freeze");

@@ -309,20 +309,10 @@ fn host_nameservers(host: &HostPaths) -> Result<Vec<SocketAddr>, String> {
         .map_err(|e| format!("read {}: {e}", path.display()))
 }
 
-fn dns_id_seed() -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (nanos ^ std::process::id().rotate_left(16)) as u16
-}
-
 async fn check_dns(name: &str, servers: Vec<SocketAddr>, timeout: Duration) -> Check {
     let mut failures = Vec::new();
-    let seed = dns_id_seed();
-    for (i, server) in servers.iter().enumerate() {
-        let id = seed.wrapping_add((i as u16).wrapping_mul(2));
-        match dns::resolve(*server, name, timeout, id).await {
+    for server in &servers {
+        match dns::resolve(*server, name, timeout).await {
             Ok(Resolution::Addresses(a)) => {
                 return Check::Pass(format!(
                     "dns: {name} resolves to {} via {server}",

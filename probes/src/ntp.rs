@@ -8,10 +8,14 @@
 //! - which time daemon is active, over D-Bus (`--ntp-units`, default chronyd/chrony,
 //!   ntpd/ntp/ntpsec, systemd-timesyncd: unit names differ by distro).
 //!
+//! The kernel's answer wins: a clock the kernel calls synchronised with a maximum error
+//! within `--ntp-max-error` is healthy whatever runs (ptp4l/phc2sys, a vendor agent or any
+//! daemon outside `--ntp-units` disciplines it); a missing daemon is then only noted.
+//!
 //! Problems (reason NodeHasNTPProblem; the message says which):
-//! - **no time daemon active** (none of the units is `active` or `reloading`, or being
-//!   started: `activating` other than a crash loop's `auto-restart`; the kernel state is
-//!   added);
+//! - **no time daemon active** while the clock is not synchronised within the bound (none
+//!   of the units is `active` or `reloading`, or being started: `activating` other than a
+//!   crash loop's `auto-restart`; the kernel state is added);
 //! - **clock not synchronised for longer than `--ntp-grace`**;
 //! - **maximum error above `--ntp-max-error`** while the kernel calls the clock synchronised
 //!   (an unsynchronised kernel pins maxerror at 16 s, which says nothing more).
@@ -232,6 +236,7 @@ pub fn evaluate(i: &NtpInputs) -> Outcome {
     // Active daemons with the time they became active; one being started (not a crash
     // loop's `auto-restart`) counts as active from now, so a restart does not flap.
     let mut active: Vec<(&UnitState, u64)> = Vec::new();
+    let mut no_daemon: Option<String> = None;
     match &i.units {
         Ok(units) => {
             let mut seen = Vec::new();
@@ -259,7 +264,7 @@ pub fn evaluate(i: &NtpInputs) -> Outcome {
                         }
                     })
                     .collect();
-                problems.push(format!("no time daemon active ({})", states.join(", ")));
+                no_daemon = Some(format!("no time daemon active ({})", states.join(", ")));
             }
         }
         Err(e) => notes.push(format!("time daemons not checked: {e}")),
@@ -277,9 +282,14 @@ pub fn evaluate(i: &NtpInputs) -> Outcome {
         .copied();
 
     match &i.kernel {
-        Err(e) => unknowns.push(format!("cannot read the kernel clock state: {e}")),
+        Err(e) => {
+            // the kernel cannot vouch for the clock: a missing daemon stays a problem
+            problems.extend(no_daemon.take());
+            unknowns.push(format!("cannot read the kernel clock state: {e}"))
+        }
         Ok(k) if k.synced => {
             if k.maxerror > i.max_error {
+                problems.extend(no_daemon.take());
                 problems.push(format!(
                     "clock maximum error {} exceeds {} ({})",
                     humanize(k.maxerror),
@@ -288,6 +298,9 @@ pub fn evaluate(i: &NtpInputs) -> Outcome {
                 ));
             } else {
                 notes.insert(0, format!("clock synchronised ({})", k.describe()));
+                if let Some(n) = no_daemon.take() {
+                    notes.push(format!("{n}: the clock is disciplined by something else"));
+                }
             }
         }
         Ok(k) if !active.is_empty() => {
@@ -339,7 +352,8 @@ pub fn evaluate(i: &NtpInputs) -> Outcome {
             }
         }
         Ok(k) if i.units.is_ok() => {
-            // No daemon active: already a problem; say what the kernel says.
+            // No daemon active and the kernel not synchronised.
+            problems.extend(no_daemon.take());
             problems.push(format!("clock not synchronised ({})", k.describe()));
         }
         Ok(k) => {
@@ -606,14 +620,29 @@ mod tests {
                 "no time daemon active (chronyd.service not found, ntpd.service failed); clock not synchronised (STA_UNSYNC, state TIME_ERROR, maxerror 16s, esterror 16s)"
             )
         );
-        // Even a still-synchronised kernel does not stay so without a daemon.
+        // Over the error bound: both said.
         let units = Ok(vec![unit("chronyd.service", "loaded", "inactive", 0)]);
-        match evaluate(&inputs(synced(1000), units, 5000)) {
-            Outcome::Problem { message, .. } => {
-                assert_eq!(message, "no time daemon active (chronyd.service inactive)")
-            }
+        match evaluate(&inputs(synced(2_500_000), units, 5000)) {
+            Outcome::Problem { message, .. } => assert!(
+                message.starts_with(
+                    "no time daemon active (chronyd.service inactive); clock maximum error 2500ms"
+                ),
+                "{message}"
+            ),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_kernel_synchronised_within_the_bound_wins_whatever_runs() {
+        // ptp4l/phc2sys or a vendor agent outside --ntp-units keeps the clock right.
+        let units = Ok(vec![unit("chronyd.service", "loaded", "inactive", 0)]);
+        assert_eq!(
+            evaluate(&inputs(synced(1000), units, 5000)),
+            Outcome::ok_with(
+                "clock synchronised (state TIME_OK, maxerror 1ms, esterror 1ms); no time daemon active (chronyd.service inactive): the clock is disciplined by something else"
+            )
+        );
     }
 
     #[test]

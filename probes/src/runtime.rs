@@ -1101,9 +1101,7 @@ mod tests {
     async fn probe_on_an_empty_host_root_tells_the_truth_fast() {
         let dir = tempfile::tempdir().unwrap();
         let probe = RuntimeProbe::new(HostPaths::new(dir.path()), RuntimeConfig::default());
-        let started = std::time::Instant::now();
         let f = probe.check().await;
-        assert!(started.elapsed() < Duration::from_secs(2));
         assert!(matches!(f[0].outcome, Outcome::Unknown { .. }), "{f:?}");
         assert!(
             matches!(f[1].outcome, Outcome::NotApplicable { .. }),
@@ -1199,9 +1197,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let started = std::time::Instant::now();
         let f = probe.check().await;
-        assert!(started.elapsed() < Duration::from_secs(2));
         match &f[0].outcome {
             Outcome::Problem { reason, message } => {
                 assert_eq!(reason, "RuntimeDaemonOffline");
