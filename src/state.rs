@@ -75,21 +75,6 @@ impl Default for StateConfig {
     }
 }
 
-/// Event `source.component` of a probe: the `source` of the NPD monitor it replaces, so
-/// kube-eventer filters keep working.
-pub fn probe_source(probe: &str) -> String {
-    match probe {
-        "inodes" => "inodes-custom-plugin-monitor".into(),
-        "pid-pressure" => "pid-pressure-problem-custom-plugin-monitor".into(),
-        "ntp" => "ntp-problem-custom-plugin-monitor".into(),
-        "network" => "network-problem-custom-plugin-monitor".into(),
-        "systemd" => "systemd-check-custom-plugin-monitor".into(),
-        "spot" => "instance_termination_custom_checker".into(),
-        "runtime" => "docker-offline-custom-plugin-monitor".into(),
-        other => format!("{other}-custom-plugin-monitor"),
-    }
-}
-
 /// A node condition as nodeprobe keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Condition {
@@ -293,10 +278,10 @@ impl StateKeeper {
     /// Feed one probe run.
     pub fn on_probe_run(&mut self, run: &ProbeRun, now: SystemTime) -> Output {
         let th = self.thresholds(run.probe);
-        let source = probe_source(run.probe);
+        let source = run.source;
         let mut out = Output::default();
         for f in &run.findings {
-            let o = self.on_outcome(&source, &f.spec, &f.outcome, th, now);
+            let o = self.on_outcome(source, &f.spec, &f.outcome, th, now);
             out.merge(o);
         }
         out
@@ -695,6 +680,7 @@ mod tests {
     fn run(probe: &'static str, spec: ConditionSpec, outcome: Outcome) -> ProbeRun {
         ProbeRun {
             probe,
+            source: probes::registry::decl(probe).map_or("test-monitor", |d| d.source),
             findings: vec![Finding { spec, outcome }],
             duration: Duration::from_millis(1),
         }

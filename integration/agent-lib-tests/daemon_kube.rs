@@ -10,7 +10,7 @@ use nodeprobe::report::metrics::Metrics;
 use nodeprobe::state::StateConfig;
 use nodeprobe_integration::fakeapi::FakeApi;
 use probes::findings::{ConditionUpdate, LogFinding, LogItem, MonitorEvent, OomKill};
-use probes::{CheckFuture, ConditionSpec, ConditionStatus, Outcome, Probe};
+use probes::{CheckFuture, ConditionSpec, ConditionStatus, Outcome, Probe, ProbeDecl};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
@@ -26,11 +26,12 @@ const SPEC: ConditionSpec = ConditionSpec {
 struct Scripted(Arc<Mutex<Outcome>>);
 
 impl Probe for Scripted {
-    fn name(&self) -> &'static str {
-        "scripted"
-    }
-    fn conditions(&self) -> &[ConditionSpec] {
-        std::slice::from_ref(&SPEC)
+    fn decl(&self) -> &'static ProbeDecl {
+        &ProbeDecl {
+            name: "scripted",
+            source: "scripted-custom-plugin-monitor",
+            conditions: &[SPEC],
+        }
     }
     fn timeout(&self) -> Duration {
         Duration::from_secs(1)

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{blocking, single, CheckFuture, ConditionSpec, Findings, HostPaths, Outcome, Probe};
+use crate::{blocking, single, CheckFuture, ConditionSpec, Findings, HostPaths, Outcome, Probe, ProbeDecl, ProbeSettings};
 
 pub const NAME: &str = "inodes";
 
@@ -18,6 +18,7 @@ pub const CONDITION: ConditionSpec = ConditionSpec {
 
 /// Settings of the inodes probe (flags and env twins).
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "inodes probe")]
 pub struct InodesConfig {
     /// Host mount points to check, comma-separated (under --host-root).
     #[arg(
@@ -37,17 +38,6 @@ pub struct InodesConfig {
     /// Period between checks in daemon mode.
     #[arg(id = "inodes-interval", long = "inodes-interval", env = "NODEPROBE_INODES_INTERVAL", default_value = "120s", value_parser = crate::parse_duration)]
     pub interval: Duration,
-}
-
-impl Default for InodesConfig {
-    fn default() -> Self {
-        InodesConfig {
-            mounts: vec!["/".into()],
-            threshold: 80.0,
-            timeout: Duration::from_secs(5),
-            interval: Duration::from_secs(120),
-        }
-    }
 }
 
 /// Inode counts of one file system, as `statvfs` reports them.
@@ -131,12 +121,20 @@ fn statvfs_counts(path: &std::path::Path) -> Result<InodeCounts, String> {
     }
 }
 
-impl Probe for InodesProbe {
-    fn name(&self) -> &'static str {
-        NAME
+impl ProbeSettings for InodesConfig {
+    const DECL: ProbeDecl = ProbeDecl {
+        name: NAME,
+        source: "inodes-custom-plugin-monitor",
+        conditions: &[CONDITION],
+    };
+    fn build(&self, host: &HostPaths) -> Box<dyn Probe> {
+        Box::new(InodesProbe::new(host.clone(), self.clone()))
     }
-    fn conditions(&self) -> &[ConditionSpec] {
-        std::slice::from_ref(&CONDITION)
+}
+
+impl Probe for InodesProbe {
+    fn decl(&self) -> &'static ProbeDecl {
+        &InodesConfig::DECL
     }
     fn timeout(&self) -> Duration {
         self.config.timeout

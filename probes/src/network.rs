@@ -30,7 +30,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::clients::dns::{self, Resolution};
-use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe};
+use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe, ProbeDecl, ProbeSettings};
 
 pub const NAME: &str = "network";
 
@@ -66,6 +66,7 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 
 /// Settings of the network probe.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "network probe")]
 pub struct NetworkConfig {
     /// Problem when the conntrack table is fuller than this percentage.
     #[arg(id = "network-conntrack-threshold", long = "network-conntrack-threshold", env = "NODEPROBE_NETWORK_CONNTRACK_THRESHOLD", default_value = "90", value_parser = crate::parse_percent)]
@@ -92,20 +93,6 @@ pub struct NetworkConfig {
     /// Period between checks in daemon mode.
     #[arg(id = "network-interval", long = "network-interval", env = "NODEPROBE_NETWORK_INTERVAL", default_value = "60s", value_parser = crate::parse_duration)]
     pub interval: Duration,
-}
-
-impl Default for NetworkConfig {
-    fn default() -> Self {
-        NetworkConfig {
-            conntrack_threshold: 90.0,
-            require_default_route: true,
-            dns_name: None,
-            dns_server: None,
-            dns_timeout: Duration::from_secs(2),
-            timeout: Duration::from_secs(30),
-            interval: Duration::from_secs(60),
-        }
-    }
 }
 
 /// The verdict of one check.
@@ -361,12 +348,20 @@ impl NetworkProbe {
     }
 }
 
-impl Probe for NetworkProbe {
-    fn name(&self) -> &'static str {
-        NAME
+impl ProbeSettings for NetworkConfig {
+    const DECL: ProbeDecl = ProbeDecl {
+        name: NAME,
+        source: "network-problem-custom-plugin-monitor",
+        conditions: &[CONDITION],
+    };
+    fn build(&self, host: &HostPaths) -> Box<dyn Probe> {
+        Box::new(NetworkProbe::new(host.clone(), self.clone()))
     }
-    fn conditions(&self) -> &[ConditionSpec] {
-        std::slice::from_ref(&CONDITION)
+}
+
+impl Probe for NetworkProbe {
+    fn decl(&self) -> &'static ProbeDecl {
+        &NetworkConfig::DECL
     }
     fn timeout(&self) -> Duration {
         self.config.timeout

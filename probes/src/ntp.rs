@@ -42,7 +42,7 @@ use std::time::Duration;
 use crate::clients::systemd::{
     dbus_budget, system_bus_address, SystemdClient, SystemdError, UnitState,
 };
-use crate::{humanize, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe};
+use crate::{humanize, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe, ProbeDecl, ProbeSettings};
 
 pub const NAME: &str = "ntp";
 
@@ -73,6 +73,7 @@ pub const TIME_ERROR: i32 = 5;
 
 /// Settings of the ntp probe (flags and env twins).
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "ntp probe")]
 pub struct NtpConfig {
     /// Time daemon units, comma-separated; any one active is enough.
     #[arg(
@@ -96,18 +97,6 @@ pub struct NtpConfig {
     /// Period between checks in daemon mode.
     #[arg(id = "ntp-interval", long = "ntp-interval", env = "NODEPROBE_NTP_INTERVAL", default_value = "60s", value_parser = crate::parse_duration)]
     pub interval: Duration,
-}
-
-impl Default for NtpConfig {
-    fn default() -> Self {
-        NtpConfig {
-            units: DEFAULT_UNITS.iter().map(|u| u.to_string()).collect(),
-            grace: Duration::from_secs(600),
-            max_error: Duration::from_secs(1),
-            timeout: Duration::from_secs(10),
-            interval: Duration::from_secs(60),
-        }
-    }
 }
 
 /// The kernel's clock discipline state, decoded.
@@ -463,12 +452,20 @@ impl NtpProbe {
     }
 }
 
-impl Probe for NtpProbe {
-    fn name(&self) -> &'static str {
-        NAME
+impl ProbeSettings for NtpConfig {
+    const DECL: ProbeDecl = ProbeDecl {
+        name: NAME,
+        source: "ntp-problem-custom-plugin-monitor",
+        conditions: &[CONDITION],
+    };
+    fn build(&self, host: &HostPaths) -> Box<dyn Probe> {
+        Box::new(NtpProbe::new(host.clone(), self.clone()))
     }
-    fn conditions(&self) -> &[ConditionSpec] {
-        std::slice::from_ref(&CONDITION)
+}
+
+impl Probe for NtpProbe {
+    fn decl(&self) -> &'static ProbeDecl {
+        &NtpConfig::DECL
     }
     fn timeout(&self) -> Duration {
         self.config.timeout

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe};
+use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe, ProbeDecl, ProbeSettings};
 
 pub const NAME: &str = "pid-pressure";
 
@@ -19,6 +19,7 @@ pub const CONDITION: ConditionSpec = ConditionSpec {
 
 /// Settings of the pid-pressure probe.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "pid-pressure probe")]
 pub struct PidPressureConfig {
     /// Problem when tasks exceed this percentage of min(pid_max, threads-max).
     #[arg(id = "pid-pressure-threshold", long = "pid-pressure-threshold", env = "NODEPROBE_PID_PRESSURE_THRESHOLD", default_value = "85", value_parser = crate::parse_percent)]
@@ -29,16 +30,6 @@ pub struct PidPressureConfig {
     /// Period between checks in daemon mode.
     #[arg(id = "pid-pressure-interval", long = "pid-pressure-interval", env = "NODEPROBE_PID_PRESSURE_INTERVAL", default_value = "60s", value_parser = crate::parse_duration)]
     pub interval: Duration,
-}
-
-impl Default for PidPressureConfig {
-    fn default() -> Self {
-        PidPressureConfig {
-            threshold: 85.0,
-            timeout: Duration::from_secs(5),
-            interval: Duration::from_secs(60),
-        }
-    }
 }
 
 /// What the probe measured.
@@ -137,12 +128,20 @@ impl PidPressureProbe {
     }
 }
 
-impl Probe for PidPressureProbe {
-    fn name(&self) -> &'static str {
-        NAME
+impl ProbeSettings for PidPressureConfig {
+    const DECL: ProbeDecl = ProbeDecl {
+        name: NAME,
+        source: "pid-pressure-problem-custom-plugin-monitor",
+        conditions: &[CONDITION],
+    };
+    fn build(&self, host: &HostPaths) -> Box<dyn Probe> {
+        Box::new(PidPressureProbe::new(host.clone(), self.clone()))
     }
-    fn conditions(&self) -> &[ConditionSpec] {
-        std::slice::from_ref(&CONDITION)
+}
+
+impl Probe for PidPressureProbe {
+    fn decl(&self) -> &'static ProbeDecl {
+        &PidPressureConfig::DECL
     }
     fn timeout(&self) -> Duration {
         self.config.timeout

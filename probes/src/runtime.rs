@@ -70,7 +70,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::clients::{containerd, docker};
-use crate::{humanize, CheckFuture, ConditionSpec, Finding, Findings, HostPaths, Outcome, Probe};
+use crate::{humanize, CheckFuture, ConditionSpec, Finding, Findings, HostPaths, Outcome, Probe, ProbeDecl, ProbeSettings};
 
 pub const NAME: &str = "runtime";
 
@@ -102,6 +102,7 @@ pub const GRACE: Duration = Duration::from_secs(1);
 
 /// Settings of the runtime probe (flags and env twins).
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "runtime probe")]
 pub struct RuntimeConfig {
     /// containerd gRPC socket as this process sees it; when set, a missing or refusing
     /// socket is offline [default: <host-root>/run/containerd/containerd.sock, checked if present].
@@ -128,17 +129,6 @@ pub struct RuntimeConfig {
     /// Period between checks in daemon mode.
     #[arg(id = "runtime-interval", long = "runtime-interval", env = "NODEPROBE_RUNTIME_INTERVAL", default_value = "30s", value_parser = crate::parse_duration)]
     pub interval: Duration,
-}
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        RuntimeConfig {
-            containerd_socket: None,
-            docker_socket: None,
-            timeout: Duration::from_secs(10),
-            interval: Duration::from_secs(30),
-        }
-    }
 }
 
 /// The runtimes this probe knows.
@@ -683,12 +673,23 @@ async fn unit_state(
     })
 }
 
-impl Probe for RuntimeProbe {
-    fn name(&self) -> &'static str {
-        NAME
+impl ProbeSettings for RuntimeConfig {
+    const DECL: ProbeDecl = ProbeDecl {
+        name: NAME,
+        source: "docker-offline-custom-plugin-monitor",
+        conditions: &CONDITIONS,
+    };
+    fn build(&self, host: &HostPaths) -> Box<dyn Probe> {
+        Box::new(
+            RuntimeProbe::new(host.clone(), self.clone())
+                .with_unit_states(Arc::new(SystemdUnits::new(host, self.timeout))),
+        )
     }
-    fn conditions(&self) -> &[ConditionSpec] {
-        &CONDITIONS
+}
+
+impl Probe for RuntimeProbe {
+    fn decl(&self) -> &'static ProbeDecl {
+        &RuntimeConfig::DECL
     }
     fn timeout(&self) -> Duration {
         self.config.timeout + GRACE

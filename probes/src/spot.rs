@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::clients::metadata::{BaseUrl, MetadataClient, MetadataError, Response};
-use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe};
+use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe, ProbeDecl, ProbeSettings};
 
 pub const NAME: &str = "spot";
 
@@ -104,6 +104,7 @@ fn parse_endpoint(s: &str) -> Result<BaseUrl, String> {
 
 /// Settings of the spot probe.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "spot probe")]
 pub struct SpotConfig {
     /// Cloud whose termination notices to watch; auto detects it from DMI under the host root.
     #[arg(id = "cloud", long = "cloud", env = "NODEPROBE_CLOUD", value_enum, default_value_t = CloudSetting::Auto)]
@@ -120,18 +121,6 @@ pub struct SpotConfig {
     /// Period between checks in daemon mode.
     #[arg(id = "spot-interval", long = "spot-interval", env = "NODEPROBE_SPOT_INTERVAL", default_value = "60s", value_parser = crate::parse_duration)]
     pub interval: Duration,
-}
-
-impl Default for SpotConfig {
-    fn default() -> Self {
-        SpotConfig {
-            cloud: CloudSetting::Auto,
-            metadata_endpoint: None,
-            request_timeout: Duration::from_secs(5),
-            timeout: Duration::from_secs(30),
-            interval: Duration::from_secs(60),
-        }
-    }
 }
 
 // === cloud detection ===
@@ -624,12 +613,20 @@ impl SpotProbe {
     }
 }
 
-impl Probe for SpotProbe {
-    fn name(&self) -> &'static str {
-        NAME
+impl ProbeSettings for SpotConfig {
+    const DECL: ProbeDecl = ProbeDecl {
+        name: NAME,
+        source: "instance_termination_custom_checker",
+        conditions: &[CONDITION],
+    };
+    fn build(&self, host: &HostPaths) -> Box<dyn Probe> {
+        Box::new(SpotProbe::new(host.clone(), self.clone()))
     }
-    fn conditions(&self) -> &[ConditionSpec] {
-        std::slice::from_ref(&CONDITION)
+}
+
+impl Probe for SpotProbe {
+    fn decl(&self) -> &'static ProbeDecl {
+        &SpotConfig::DECL
     }
     fn timeout(&self) -> Duration {
         self.config.timeout

@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::clients::systemd::{
     dbus_budget, system_bus_address, ListedUnit, SystemdClient, SystemdError,
 };
-use crate::{single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe};
+use crate::{single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe, ProbeDecl, ProbeSettings};
 
 pub const NAME: &str = "systemd";
 
@@ -36,6 +36,7 @@ pub const CONDITION: ConditionSpec = ConditionSpec {
 
 /// Settings of the systemd probe (flags and env twins).
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "systemd probe")]
 pub struct SystemdConfig {
     /// Failed units that are not a problem: unit names or globs (`*`, `?`), comma-separated.
     #[arg(
@@ -51,16 +52,6 @@ pub struct SystemdConfig {
     /// Period between checks in daemon mode.
     #[arg(id = "systemd-interval", long = "systemd-interval", env = "NODEPROBE_SYSTEMD_INTERVAL", default_value = "60s", value_parser = crate::parse_duration)]
     pub interval: Duration,
-}
-
-impl Default for SystemdConfig {
-    fn default() -> Self {
-        SystemdConfig {
-            ignore_units: Vec::new(),
-            timeout: Duration::from_secs(10),
-            interval: Duration::from_secs(60),
-        }
-    }
 }
 
 /// What systemd told us (the input of [`evaluate`]).
@@ -240,12 +231,20 @@ impl SystemdProbe {
     }
 }
 
-impl Probe for SystemdProbe {
-    fn name(&self) -> &'static str {
-        NAME
+impl ProbeSettings for SystemdConfig {
+    const DECL: ProbeDecl = ProbeDecl {
+        name: NAME,
+        source: "systemd-check-custom-plugin-monitor",
+        conditions: &[CONDITION],
+    };
+    fn build(&self, host: &HostPaths) -> Box<dyn Probe> {
+        Box::new(SystemdProbe::new(host.clone(), self.clone()))
     }
-    fn conditions(&self) -> &[ConditionSpec] {
-        std::slice::from_ref(&CONDITION)
+}
+
+impl Probe for SystemdProbe {
+    fn decl(&self) -> &'static ProbeDecl {
+        &SystemdConfig::DECL
     }
     fn timeout(&self) -> Duration {
         self.config.timeout
