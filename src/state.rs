@@ -5,8 +5,9 @@
 //! Conditions: one state machine per condition type. The status flips only after
 //! `failure` consecutive problem/unknown results (or `recovery` consecutive healthy ones);
 //! `lastTransitionTime` changes only when the status does. Reason and message change with
-//! the status (and the reason of a `True` condition when the problem changes); a message
-//! that only differs in its numbers does not cause a write (as NPD).
+//! the status (and the reason of a `True` condition when the problem changes); a new message
+//! with the same status and reason is not written (as NPD: it keeps the message of the
+//! transition).
 //!
 //! Events: Warning for problems and transitions to `True`, Normal for recoveries. An
 //! identical (source, reason, message, object) within the dedup window bumps the count of

@@ -234,6 +234,22 @@ fn readonly_filesystem_condition_keeps_kubelet_conditions_and_its_transition_tim
         .filter(|e| e["reason"] == "FilesystemIsReadOnly")
         .collect();
     assert_eq!(warnings.len(), 1);
+    // Every write is recorded under nodeprobe's field manager (managedFields).
+    let writes: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" || r.method == "POST")
+        .collect();
+    assert!(!writes.is_empty());
+    for r in &writes {
+        assert!(
+            r.query.contains("fieldManager=nodeprobe"),
+            "{} {} ?{}",
+            r.method,
+            r.path,
+            r.query
+        );
+    }
     assert_eq!(
         warnings[0]["message"],
         "Node condition ReadonlyFilesystem is now: True, reason: FilesystemIsReadOnly, message: \"EXT4-fs (sda1): Remounting filesystem read-only\""

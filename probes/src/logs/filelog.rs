@@ -295,39 +295,36 @@ impl GoLayout {
                 (false, h) => h,
             };
         }
-        if !(1..=12).contains(&month)
-            || !(1..=31).contains(&day)
-            || hour > 23
-            || min > 59
-            || sec > 60
-        {
+        if sec > 60 {
             return None;
         }
+        // jiff validates the date (no 30 February) and does the calendar arithmetic
+        use crate::timefmt::{civil, tz};
         let year = year.filter(|y| *y != 0).unwrap_or(current_year);
-        let days = crate::timefmt::days_from_civil(year, month as u32, day as u32);
-        let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset;
-        if secs < 0 {
-            return None;
-        }
-        Some(SystemTime::UNIX_EPOCH + Duration::new(secs as u64, nanos))
+        let small = |v: i64| i8::try_from(v).ok();
+        let dt = civil::DateTime::new(
+            i16::try_from(year).ok()?,
+            small(month)?,
+            small(day)?,
+            small(hour)?,
+            small(min)?,
+            small(sec.min(59))?,
+            i32::try_from(nanos).ok()?,
+        )
+        .ok()?;
+        let offset = tz::Offset::from_seconds(i32::try_from(offset).ok()?).ok()?;
+        let t = offset.to_timestamp(dt).ok()?;
+        (t.as_second() >= 0).then(|| SystemTime::from(t))
     }
 }
 
 /// The current UTC year.
 fn current_year(now: SystemTime) -> i64 {
-    let days = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0) as i64;
-    // invert days_from_civil by search around the estimate
-    let mut y = 1970 + days / 365;
-    while crate::timefmt::days_from_civil(y, 1, 1) > days {
-        y -= 1;
-    }
-    while crate::timefmt::days_from_civil(y + 1, 1, 1) <= days {
-        y += 1;
-    }
-    y
+    i64::from(
+        crate::timefmt::timestamp(now)
+            .to_zoned(crate::timefmt::tz::TimeZone::UTC)
+            .year(),
+    )
 }
 
 /// Turns a raw line into (timestamp, message), as NPD's filelog translator does.
@@ -572,34 +569,20 @@ mod tests {
     use crate::logs::MonitorConfig;
     use tokio::sync::mpsc;
 
-    fn utc(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> SystemTime {
-        SystemTime::UNIX_EPOCH
-            + Duration::from_secs(
-                (crate::timefmt::days_from_civil(y, mo as u32, d as u32) * 86_400
-                    + h * 3600
-                    + mi * 60
-                    + s) as u64,
-            )
+    fn utc(y: i16, mo: i8, d: i8, h: i8, mi: i8, s: i8) -> SystemTime {
+        let dt = crate::timefmt::civil::date(y, mo, d).at(h, mi, s, 0);
+        SystemTime::from(
+            dt.to_zoned(crate::timefmt::tz::TimeZone::UTC)
+                .unwrap()
+                .timestamp(),
+        )
     }
 
     /// `Nov 27 07:15:15` for now (UTC), as a syslog line starts.
     fn syslog_now() -> String {
-        const MONTHS: [&str; 12] = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ];
-        let secs = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let (_, m, d) = crate::timefmt::civil_from_days(secs.div_euclid(86_400));
-        let rem = secs.rem_euclid(86_400);
-        format!(
-            "{} {d:>2} {:02}:{:02}:{:02}",
-            MONTHS[m as usize - 1],
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60
-        )
+        crate::timefmt::timestamp(SystemTime::now())
+            .strftime("%b %e %H:%M:%S")
+            .to_string()
     }
 
     fn kernel_line(msg: &str) -> String {
