@@ -659,20 +659,19 @@ mod tests {
     use probes::findings::ConditionUpdate;
     use probes::Finding;
 
-    const SPEC: ConditionSpec = ConditionSpec {
-        condition: "InodesPressure",
-        healthy_reason: "NodeHasNoInodesPressure",
-        healthy_message: "node has no inodes pressure",
-        problem_reason: "NodeHasInodesPressure",
-        problem_event: None,
-    };
-    const RT: ConditionSpec = ConditionSpec {
-        condition: "RuntimeOffline",
-        healthy_reason: "RuntimeDaemonNotOffline",
-        healthy_message: "runtime is up",
-        problem_reason: "RuntimeDaemonOffline",
-        problem_event: Some("RuntimeDaemonOffline"),
-    };
+    const SPEC: ConditionSpec = ConditionSpec::new(
+        "InodesPressure",
+        "NodeHasNoInodesPressure",
+        "node has no inodes pressure",
+        "NodeHasInodesPressure",
+    );
+    const RT: ConditionSpec = ConditionSpec::new(
+        "RuntimeOffline",
+        "RuntimeDaemonNotOffline",
+        "runtime is up",
+        "RuntimeDaemonOffline",
+    )
+    .with_problem_event("RuntimeDaemonOffline");
 
     fn t(s: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)

@@ -10,39 +10,34 @@ use nodeprobe::report::metrics::Metrics;
 use nodeprobe::state::StateConfig;
 use nodeprobe_integration::fakeapi::FakeApi;
 use probes::findings::{ConditionUpdate, LogFinding, LogItem, MonitorEvent, OomKill};
-use probes::{CheckFuture, ConditionSpec, ConditionStatus, Outcome, Probe, ProbeDecl};
+use probes::{ConditionSpec, ConditionStatus, FnProbe, Outcome, Probe, ProbeDecl};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
-const SPEC: ConditionSpec = ConditionSpec {
-    condition: "ScriptedProblem",
-    healthy_reason: "NoScriptedProblem",
-    healthy_message: "scripted probe is fine",
-    problem_reason: "HasScriptedProblem",
-    problem_event: None,
+const SPEC: ConditionSpec = ConditionSpec::new(
+    "ScriptedProblem",
+    "NoScriptedProblem",
+    "scripted probe is fine",
+    "HasScriptedProblem",
+);
+
+const DECL: ProbeDecl = ProbeDecl {
+    name: "scripted",
+    source: "scripted-custom-plugin-monitor",
+    conditions: &[SPEC],
 };
 
 /// A probe whose outcome the test sets.
-struct Scripted(Arc<Mutex<Outcome>>);
-
-impl Probe for Scripted {
-    fn decl(&self) -> &'static ProbeDecl {
-        &ProbeDecl {
-            name: "scripted",
-            source: "scripted-custom-plugin-monitor",
-            conditions: &[SPEC],
-        }
-    }
-    fn timeout(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn interval(&self) -> Duration {
-        Duration::from_millis(100)
-    }
-    fn check(&self) -> CheckFuture<'_> {
-        let o = self.0.lock().unwrap().clone();
-        Box::pin(async move { probes::single(SPEC, o) })
-    }
+fn scripted(outcome: Arc<Mutex<Outcome>>) -> Box<dyn Probe> {
+    Box::new(FnProbe {
+        decl: &DECL,
+        timeout: Duration::from_secs(1),
+        interval: Duration::from_millis(100),
+        check: Box::new(move || {
+            let o = outcome.lock().unwrap().clone();
+            Box::pin(async move { probes::single(SPEC, o) })
+        }),
+    })
 }
 
 struct Agent {
@@ -338,7 +333,7 @@ fn api_outage_converges_and_events_are_delivered() {
     node_with_kubelet_conditions(&api);
     let dir = tempfile::tempdir().unwrap();
     let outcome = Arc::new(Mutex::new(Outcome::ok()));
-    let agent = Agent::start(&api, dir.path(), vec![Box::new(Scripted(outcome.clone()))]);
+    let agent = Agent::start(&api, dir.path(), vec![scripted(outcome.clone())]);
     wait_for("first sync", Duration::from_secs(5), || {
         api.condition("n1", "ScriptedProblem")
     });

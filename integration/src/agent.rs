@@ -68,6 +68,22 @@ pub fn events_with(api: &FakeApi, reason: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Events (any namespace) with this reason and exactly this message.
+pub fn events_for(api: &FakeApi, reason: &str, message: &str) -> Vec<Value> {
+    api.events(None)
+        .into_iter()
+        .filter(|e| e["reason"] == reason && e["message"] == message)
+        .collect()
+}
+
+/// Events whose message mentions `marker`.
+pub fn marked(api: &FakeApi, marker: &str) -> Vec<Value> {
+    api.events(None)
+        .into_iter()
+        .filter(|e| e["message"].as_str().is_some_and(|m| m.contains(marker)))
+        .collect()
+}
+
 /// A running agent; killed on drop if the test did not stop it.
 pub struct Agent {
     child: Option<Child>,
@@ -207,23 +223,8 @@ impl Agent {
 
     /// GET one of the agent's endpoints as text: (status, body).
     pub fn get_text(&self, port: u16, path: &str) -> (u16, String) {
-        use std::io::Write;
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .expect("write");
-        let mut buf = String::new();
-        let _ = s.read_to_string(&mut buf);
-        let code = buf
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = buf.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-        (code, body.to_string())
+        let addr = format!("127.0.0.1:{port}").parse().expect("address");
+        crate::fakeapi::request_text(addr, "GET", path, "", "")
     }
 
     /// One sample of the agent's metrics (`name{labels}` exactly as exported), if present.

@@ -651,8 +651,14 @@ pub fn strategic_merge_status(status: &mut Value, patch: &Value) {
     }
 }
 
-/// A minimal blocking HTTP/1.1 client for tests: returns (status, JSON body or Null).
-pub fn request(addr: SocketAddr, method: &str, path: &str, ct: &str, body: &str) -> (u16, Value) {
+/// A minimal blocking HTTP/1.1 client for tests: returns (status, body text).
+pub fn request_text(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    ct: &str,
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let req = format!(
@@ -669,7 +675,13 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, ct: &str, body: &str)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    (code, serde_json::from_str(body).unwrap_or(Value::Null))
+    (code, body.to_string())
+}
+
+/// [`request_text`] with the body parsed: (status, JSON body or Null).
+pub fn request(addr: SocketAddr, method: &str, path: &str, ct: &str, body: &str) -> (u16, Value) {
+    let (code, text) = request_text(addr, method, path, ct, body);
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 #[cfg(test)]

@@ -11,33 +11,15 @@
 #![allow(clippy::disallowed_methods)] // tests start real components and the binary
 
 use std::path::{Path, PathBuf};
-use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-use nodeprobe_integration::agent::{kubelet_node, wait_for, Agent, NODE, NODE_UID};
+use nodeprobe_integration::agent::{events_for, marked, wait_for, Agent, NODE, NODE_UID};
 use nodeprobe_integration::fakeapi::FakeApi;
-use nodeprobe_integration::kmsg::{default_kernel_rules, kmsg_lock, kmsg_ok, kmsg_write};
+use nodeprobe_integration::kmsg::{
+    default_kernel_rules, kmsg_setup, kmsg_write, scoped_rules, task_hung, KmsgSetup, NO_PROBES,
+};
 use nodeprobe_integration::oom::{oom_ok, PodCgroup};
-use nodeprobe_integration::unique;
 use serde_json::Value;
-
-/// Log monitors only: every probe off.
-const NO_PROBES: &[&str] = &[
-    "--disable-probes",
-    "inodes,pid-pressure,systemd,ntp,runtime,spot,network",
-];
-
-/// The default kernel rules with `lookback`, every pattern scoped to lines carrying `marker`.
-fn scoped_rules(dir: &Path, marker: &str, lookback: &str) -> PathBuf {
-    let mut v: Value = serde_json::from_str(&default_kernel_rules(lookback)).unwrap();
-    for r in v["rules"].as_array_mut().unwrap() {
-        let p = r["pattern"].as_str().unwrap().to_string();
-        r["pattern"] = Value::String(format!("{marker}: .*(?:{p})"));
-    }
-    let path = dir.join("kernel-monitor.json");
-    std::fs::write(&path, v.to_string()).unwrap();
-    path
-}
 
 /// The default kernel rules with `lookback` 0, patterns unchanged.
 fn default_rules(dir: &Path) -> PathBuf {
@@ -52,26 +34,6 @@ fn start(api: &FakeApi, rules: &Path, work: &Path, extra: &[&str]) -> Agent {
     let agent = Agent::start_with_logs(api, rules, work, &args);
     agent.wait_for_kmsg_monitor();
     agent
-}
-
-/// Events (any namespace) with this reason and exactly this message.
-fn events_for(api: &FakeApi, reason: &str, message: &str) -> Vec<Value> {
-    api.events(None)
-        .into_iter()
-        .filter(|e| e["reason"] == reason && e["message"] == message)
-        .collect()
-}
-
-/// Events whose message mentions `marker`.
-fn marked(api: &FakeApi, marker: &str) -> Vec<Value> {
-    api.events(None)
-        .into_iter()
-        .filter(|e| e["message"].as_str().is_some_and(|m| m.contains(marker)))
-        .collect()
-}
-
-fn task_hung(marker: &str, task: &str) -> String {
-    format!("{marker}: INFO: task {task}:123 blocked for more than 120 seconds.")
 }
 
 /// Write a TaskHung line of its own and wait for its Event: Events go out in order, so
@@ -123,33 +85,9 @@ fn assert_on_node(e: &Value) {
     assert_eq!(e["source"]["host"], NODE, "{e:#}");
 }
 
-/// What every test here starts from: the kmsg lock, a work dir, a unique marker and the fake
-/// API server with a kubelet-style Node. `None` (skip) without a writable kmsg.
-struct Setup {
-    api: FakeApi,
-    m: String,
-    tmp: tempfile::TempDir,
-    _kmsg: MutexGuard<'static, ()>,
-}
-
-fn setup(tag: &str) -> Option<Setup> {
-    if !kmsg_ok() {
-        return None;
-    }
-    let kmsg = kmsg_lock();
-    let api = FakeApi::start();
-    kubelet_node(&api);
-    Some(Setup {
-        api,
-        m: unique(tag),
-        tmp: tempfile::tempdir().unwrap(),
-        _kmsg: kmsg,
-    })
-}
-
 #[test]
 fn task_hung_line_is_one_warning_event_and_repeats_count_up() {
-    let Some(Setup { api, m, tmp, _kmsg }) = setup("hung") else {
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("hung") else {
         return;
     };
     let mut agent = start(&api, &scoped_rules(tmp.path(), &m, "0"), tmp.path(), &[]);
@@ -191,7 +129,7 @@ fn task_hung_line_is_one_warning_event_and_repeats_count_up() {
 
 #[test]
 fn readonly_remount_sets_the_condition_once_and_leaves_kubelet_conditions() {
-    let Some(Setup { api, m, tmp, _kmsg }) = setup("ro") else {
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("ro") else {
         return;
     };
     let kubelet = |api: &FakeApi| {
@@ -260,7 +198,7 @@ fn readonly_remount_sets_the_condition_once_and_leaves_kubelet_conditions() {
 
 #[test]
 fn percent_signs_arrive_verbatim() {
-    let Some(Setup { api, m, tmp, _kmsg }) = setup("pct") else {
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("pct") else {
         return;
     };
     let mut agent = start(&api, &scoped_rules(tmp.path(), &m, "0"), tmp.path(), &[]);
@@ -278,7 +216,7 @@ fn percent_signs_arrive_verbatim() {
 
 #[test]
 fn restart_sends_no_duplicates_delivers_lines_from_downtime_and_keeps_transitions() {
-    let Some(Setup { api, m, tmp, _kmsg }) = setup("restart") else {
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("restart") else {
         return;
     };
     // lookback 5m: without the cursor in --state-dir the restarted agent would read the
@@ -378,7 +316,7 @@ fn restart_sends_no_duplicates_delivers_lines_from_downtime_and_keeps_transition
 /// arrives after the restart, once.
 #[test]
 fn events_found_during_an_api_outage_survive_sigkill() {
-    let Some(Setup { api, m, tmp, _kmsg }) = setup("sigkill") else {
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("sigkill") else {
         return;
     };
     let rules = scoped_rules(tmp.path(), &m, "0");
@@ -433,7 +371,7 @@ fn real_oom_kill_names_the_pod_on_pod_and_node_events() {
     if !oom_ok() {
         return;
     }
-    let Some(Setup { api, m, tmp, _kmsg }) = setup("oom") else {
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("oom") else {
         return;
     };
     let cg = PodCgroup::create(20);
@@ -499,7 +437,7 @@ fn real_oom_kill_names_the_pod_on_pod_and_node_events() {
 #[test]
 #[ignore = "benchmark: run with --ignored"]
 fn kmsg_to_event_latency() {
-    let Some(Setup { api, m, tmp, _kmsg }) = setup("latency") else {
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("latency") else {
         return;
     };
     let n: usize = std::env::var("NODEPROBE_LATENCY_LINES")

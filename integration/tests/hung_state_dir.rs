@@ -7,32 +7,23 @@
 
 use std::time::Duration;
 
-use nodeprobe_integration::agent::{events_with, kubelet_node, wait_for, Agent, NODE};
+use nodeprobe_integration::agent::{events_for, wait_for, Agent, NODE};
 use nodeprobe_integration::fakeapi::FakeApi;
-use nodeprobe_integration::kmsg::{default_kernel_rules, kmsg_lock, kmsg_ok, kmsg_write};
-use nodeprobe_integration::{unique, FreezableExt4};
-use serde_json::Value;
+use nodeprobe_integration::kmsg::{kmsg_setup, kmsg_write, scoped_rules, task_hung, KmsgSetup};
+use nodeprobe_integration::FreezableExt4;
 
 #[test]
 fn a_frozen_state_directory_stops_nothing_but_its_own_writes() {
-    if !kmsg_ok() || !FreezableExt4::available() {
+    if !FreezableExt4::available() {
         return;
     }
-    let _g = kmsg_lock();
-    let api = FakeApi::start();
-    kubelet_node(&api);
-    let tmp = tempfile::tempdir().unwrap();
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("frozen") else {
+        return;
+    };
     let state = tmp.path().join("state");
     std::fs::create_dir(&state).unwrap();
     let mounted = FreezableExt4::mount(&state);
-    let m = unique("frozen");
-    let mut v: Value = serde_json::from_str(&default_kernel_rules("0")).unwrap();
-    for r in v["rules"].as_array_mut().unwrap() {
-        let p = r["pattern"].as_str().unwrap().to_string();
-        r["pattern"] = Value::String(format!("{m}: .*(?:{p})"));
-    }
-    let rules = tmp.path().join("kernel-monitor.json");
-    std::fs::write(&rules, v.to_string()).unwrap();
+    let rules = scoped_rules(tmp.path(), &m, "0");
     let mut agent = Agent::start_with_logs(
         &api,
         &rules,
@@ -50,35 +41,22 @@ fn a_frozen_state_directory_stops_nothing_but_its_own_writes() {
     // frozen file system can only be reaped once it is thawed.
     let mut fs = mounted;
     agent.wait_for_kmsg_monitor();
-    let hung = |task: &str| format!("{m}: INFO: task {task}:1 blocked for more than 120 seconds.");
+    let hung = |task: &str| task_hung(&m, task);
     let before = hung("before-freeze");
     kmsg_write(3, &before);
-    wait_for(
-        "an event before the freeze",
-        Duration::from_secs(10),
-        &agent,
-        || {
-            events_with(&api, "TaskHung")
-                .into_iter()
-                .find(|e| e["message"] == before.as_str())
-        },
-    );
+    let event = |line: &str, what: &str| {
+        wait_for(what, Duration::from_secs(10), &agent, || {
+            events_for(&api, "TaskHung", line).into_iter().next()
+        })
+    };
+    event(&before, "an event before the freeze");
 
     fs.freeze();
     // A finding now needs the spool and the monitor's state file: both hang.
     let during = hung("during-freeze");
     kmsg_write(3, &during);
     // Events are still delivered (from memory)...
-    wait_for(
-        "an event while frozen",
-        Duration::from_secs(10),
-        &agent,
-        || {
-            events_with(&api, "TaskHung")
-                .into_iter()
-                .find(|e| e["message"] == during.as_str())
-        },
-    );
+    event(&during, "an event while frozen");
     // ...condition writes go on (heartbeats every second)...
     let hb = |api: &FakeApi| {
         api.condition(NODE, "InodesPressure")
@@ -127,10 +105,6 @@ fn a_frozen_state_directory_stops_nothing_but_its_own_writes() {
     assert_eq!(agent.terminate().0, Some(0), "{}", agent.logs());
     // each event once
     for line in [&before, &during] {
-        let n = events_with(&api, "TaskHung")
-            .into_iter()
-            .filter(|e| e["message"] == line.as_str())
-            .count();
-        assert_eq!(n, 1, "{line}");
+        assert_eq!(events_for(&api, "TaskHung", line).len(), 1, "{line}");
     }
 }

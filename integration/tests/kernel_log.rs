@@ -8,42 +8,20 @@
 
 #![allow(clippy::disallowed_methods)] // tests start real components and the binary
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use nodeprobe_integration::agent::{events_with, kubelet_node, wait_for, Agent, NODE};
+use nodeprobe_integration::agent::{events_for, events_with, kubelet_node, wait_for, Agent, NODE};
 use nodeprobe_integration::fakeapi::FakeApi;
 use nodeprobe_integration::kmsg::{
-    default_kernel_rules, kmsg_lock, kmsg_ok, kmsg_write, KmsgDeniedCgroup,
+    default_kernel_rules, kmsg_setup, kmsg_write, scoped_rules, task_hung, KmsgDeniedCgroup,
+    KmsgSetup, NO_PROBES,
 };
-use nodeprobe_integration::{is_root, require, unique};
+use nodeprobe_integration::{is_root, require};
 use serde_json::Value;
 
-const NO_PROBES: &[&str] = &[
-    "--disable-probes",
-    "inodes,pid-pressure,systemd,ntp,runtime,spot,network",
-];
-
-/// The default kernel rules with `lookback`, every pattern scoped to lines carrying `marker`.
-fn scoped_rules(dir: &Path, marker: &str, lookback: &str) -> PathBuf {
-    let mut v: Value = serde_json::from_str(&default_kernel_rules(lookback)).unwrap();
-    for r in v["rules"].as_array_mut().unwrap() {
-        let p = r["pattern"].as_str().unwrap().to_string();
-        r["pattern"] = Value::String(format!("{marker}: .*(?:{p})"));
-    }
-    let path = dir.join("kernel-monitor.json");
-    std::fs::write(&path, v.to_string()).unwrap();
-    path
-}
-
-fn task_hung(marker: &str, task: &str) -> String {
-    format!("{marker}: INFO: task {task}:123 blocked for more than 120 seconds.")
-}
-
 fn hung_event(api: &FakeApi, line: &str) -> Option<Value> {
-    events_with(api, "TaskHung")
-        .into_iter()
-        .find(|e| e["message"] == line)
+    events_for(api, "TaskHung", line).into_iter().next()
 }
 
 /// The agent's log without colour codes.
@@ -68,14 +46,12 @@ const UP: &str = "nodeprobe_log_source_up{source=\"kernel-monitor\"}";
 
 #[test]
 fn a_denied_kmsg_device_falls_back_to_the_ring_through_syslog() {
-    if !kmsg_ok() || !KmsgDeniedCgroup::available() {
+    if !KmsgDeniedCgroup::available() {
         return;
     }
-    let _g = kmsg_lock();
-    let api = FakeApi::start();
-    kubelet_node(&api);
-    let tmp = tempfile::tempdir().unwrap();
-    let m = unique("ring");
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("ring") else {
+        return;
+    };
     // lookback 5m: without its cursor the restarted agent would deliver line A again
     let rules = scoped_rules(tmp.path(), &m, "5m");
     let cg = KmsgDeniedCgroup::create();

@@ -42,17 +42,9 @@ use std::time::Duration;
 use crate::clients::systemd::{
     dbus_budget, system_bus_address, SystemdClient, SystemdError, UnitState,
 };
-use crate::{humanize, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe, ProbeDecl, ProbeSettings};
+use crate::{humanize, single, CheckFuture, ConditionSpec, HostPaths, Outcome};
 
-pub const NAME: &str = "ntp";
-
-pub const CONDITION: ConditionSpec = ConditionSpec {
-    condition: "NTPProblem",
-    healthy_reason: "NodeHasNoNTPProblem",
-    healthy_message: "node has no NTP problem",
-    problem_reason: "NodeHasNTPProblem",
-    problem_event: None,
-};
+pub const CONDITION: ConditionSpec = ConditionSpec::new("NTPProblem", "NodeHasNoNTPProblem", "node has no NTP problem", "NodeHasNTPProblem");
 
 /// The default time daemon units, in the order they are reported.
 pub const DEFAULT_UNITS: &[&str] = &[
@@ -71,32 +63,29 @@ pub const STA_CLOCKERR: i32 = 0x1000;
 /// `adjtimex` return value `TIME_ERROR`: clock not synchronised.
 pub const TIME_ERROR: i32 = 5;
 
-/// Settings of the ntp probe (flags and env twins).
-#[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "ntp probe")]
-pub struct NtpConfig {
-    /// Time daemon units, comma-separated; any one active is enough.
-    #[arg(
-        id = "ntp-units",
-        long = "ntp-units",
-        env = "NODEPROBE_NTP_UNITS",
-        value_delimiter = ',',
-        default_value = "chronyd.service,chrony.service,ntpd.service,ntp.service,ntpsec.service,systemd-timesyncd.service"
-    )]
-    pub units: Vec<String>,
-    /// How long the clock may stay unsynchronised after the time daemon (re)started or the
-    /// clock was stepped before it is a problem.
-    #[arg(id = "ntp-grace", long = "ntp-grace", env = "NODEPROBE_NTP_GRACE", default_value = "10m", value_parser = crate::parse_duration)]
-    pub grace: Duration,
-    /// Problem when the kernel's maximum clock error is above this while synchronised.
-    #[arg(id = "ntp-max-error", long = "ntp-max-error", env = "NODEPROBE_NTP_MAX_ERROR", default_value = "1s", value_parser = crate::parse_duration)]
-    pub max_error: Duration,
-    /// Deadline of one check (D-Bus included).
-    #[arg(id = "ntp-timeout", long = "ntp-timeout", env = "NODEPROBE_NTP_TIMEOUT", default_value = "10s", value_parser = crate::parse_duration)]
-    pub timeout: Duration,
-    /// Period between checks in daemon mode.
-    #[arg(id = "ntp-interval", long = "ntp-interval", env = "NODEPROBE_NTP_INTERVAL", default_value = "60s", value_parser = crate::parse_duration)]
-    pub interval: Duration,
+crate::probe_settings! {
+    /// Settings of the ntp probe (flags and env twins).
+    pub struct NtpConfig for "ntp" ("NTP") {
+        /// Time daemon units, comma-separated; any one active is enough.
+        #[arg(
+            id = "ntp-units",
+            long = "ntp-units",
+            env = "NODEPROBE_NTP_UNITS",
+            value_delimiter = ',',
+            default_value = "chronyd.service,chrony.service,ntpd.service,ntp.service,ntpsec.service,systemd-timesyncd.service"
+        )]
+        pub units: Vec<String>,
+        /// How long the clock may stay unsynchronised after the time daemon (re)started or the
+        /// clock was stepped before it is a problem.
+        #[arg(id = "ntp-grace", long = "ntp-grace", env = "NODEPROBE_NTP_GRACE", default_value = "10m", value_parser = crate::parse_duration)]
+        pub grace: Duration,
+        /// Problem when the kernel's maximum clock error is above this while synchronised.
+        #[arg(id = "ntp-max-error", long = "ntp-max-error", env = "NODEPROBE_NTP_MAX_ERROR", default_value = "1s", value_parser = crate::parse_duration)]
+        pub max_error: Duration,
+    }
+    schedule:
+        /// Deadline of one check (D-Bus included).
+        timeout "10s", interval "60s";
 }
 
 /// The kernel's clock discipline state, decoded.
@@ -452,28 +441,11 @@ impl NtpProbe {
     }
 }
 
-impl ProbeSettings for NtpConfig {
-    const DECL: ProbeDecl = ProbeDecl {
-        name: NAME,
-        source: "ntp-problem-custom-plugin-monitor",
-        conditions: &[CONDITION],
-    };
-    fn build(&self, host: &HostPaths) -> Box<dyn Probe> {
-        Box::new(NtpProbe::new(host.clone(), self.clone()))
-    }
-}
+crate::probe_impl!(NtpConfig => NtpProbe, "ntp-problem-custom-plugin-monitor", [CONDITION]);
 
-impl Probe for NtpProbe {
-    fn decl(&self) -> &'static ProbeDecl {
-        &NtpConfig::DECL
-    }
-    fn timeout(&self) -> Duration {
-        self.config.timeout
-    }
-    fn interval(&self) -> Duration {
-        self.config.interval
-    }
-    fn check(&self) -> CheckFuture<'_> {
+impl NtpProbe {
+    /// One check (what `Probe::check` runs).
+    fn check_once(&self) -> CheckFuture<'_> {
         Box::pin(async move {
             let units = self.units().await;
             let kernel = read_kernel_clock();

@@ -3,33 +3,19 @@
 //! counted processes and ignored threads-max.
 
 use std::path::Path;
-use std::time::Duration;
 
-use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe, ProbeDecl, ProbeSettings};
+use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome};
 
-pub const NAME: &str = "pid-pressure";
+pub const CONDITION: ConditionSpec = ConditionSpec::new("PidPressure", "NodeHasSufficientPID", "node has sufficient PID available", "RunningOutOfPID");
 
-pub const CONDITION: ConditionSpec = ConditionSpec {
-    condition: "PidPressure",
-    healthy_reason: "NodeHasSufficientPID",
-    healthy_message: "node has sufficient PID available",
-    problem_reason: "RunningOutOfPID",
-    problem_event: None,
-};
-
-/// Settings of the pid-pressure probe.
-#[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "pid-pressure probe")]
-pub struct PidPressureConfig {
-    /// Problem when tasks exceed this percentage of min(pid_max, threads-max).
-    #[arg(id = "pid-pressure-threshold", long = "pid-pressure-threshold", env = "NODEPROBE_PID_PRESSURE_THRESHOLD", default_value = "85", value_parser = crate::parse_percent)]
-    pub threshold: f64,
-    /// Deadline of one check.
-    #[arg(id = "pid-pressure-timeout", long = "pid-pressure-timeout", env = "NODEPROBE_PID_PRESSURE_TIMEOUT", default_value = "5s", value_parser = crate::parse_duration)]
-    pub timeout: Duration,
-    /// Period between checks in daemon mode.
-    #[arg(id = "pid-pressure-interval", long = "pid-pressure-interval", env = "NODEPROBE_PID_PRESSURE_INTERVAL", default_value = "60s", value_parser = crate::parse_duration)]
-    pub interval: Duration,
+crate::probe_settings! {
+    /// Settings of the pid-pressure probe.
+    pub struct PidPressureConfig for "pid-pressure" ("PID_PRESSURE") {
+        /// Problem when tasks exceed this percentage of min(pid_max, threads-max).
+        #[arg(id = "pid-pressure-threshold", long = "pid-pressure-threshold", env = "NODEPROBE_PID_PRESSURE_THRESHOLD", default_value = "85", value_parser = crate::parse_percent)]
+        pub threshold: f64,
+    }
+    schedule: timeout "5s", interval "60s";
 }
 
 /// What the probe measured.
@@ -128,28 +114,11 @@ impl PidPressureProbe {
     }
 }
 
-impl ProbeSettings for PidPressureConfig {
-    const DECL: ProbeDecl = ProbeDecl {
-        name: NAME,
-        source: "pid-pressure-problem-custom-plugin-monitor",
-        conditions: &[CONDITION],
-    };
-    fn build(&self, host: &HostPaths) -> Box<dyn Probe> {
-        Box::new(PidPressureProbe::new(host.clone(), self.clone()))
-    }
-}
+crate::probe_impl!(PidPressureConfig => PidPressureProbe, "pid-pressure-problem-custom-plugin-monitor", [CONDITION]);
 
-impl Probe for PidPressureProbe {
-    fn decl(&self) -> &'static ProbeDecl {
-        &PidPressureConfig::DECL
-    }
-    fn timeout(&self) -> Duration {
-        self.config.timeout
-    }
-    fn interval(&self) -> Duration {
-        self.config.interval
-    }
-    fn check(&self) -> CheckFuture<'_> {
+impl PidPressureProbe {
+    /// One check (what `Probe::check` runs).
+    fn check_once(&self) -> CheckFuture<'_> {
         let proc_root = self.host.proc();
         let threshold = self.config.threshold;
         Box::pin(async move {

@@ -4,8 +4,9 @@
 //!
 //! Adding a probe touches its own file and one line of the table in `lib.rs`
 //! ([`crate::probe_table!`]): the file holds the settings struct (`clap::Args`, with its
-//! `next_help_heading`), `impl ProbeSettings` (the declaration and `build`), the probe and
-//! its tests; the table line declares the module and registers the settings. The settings'
+//! `next_help_heading`), the declaration (`probe_impl!` for the usual shape, else `impl
+//! ProbeSettings` and `impl Probe` by hand), the probe and its tests; the table line
+//! declares the module and registers the settings. The settings'
 //! `Default` is generated from the flags' own defaults, so defaults live in one place.
 
 use crate::{ConditionSpec, HostPaths, Probe};
@@ -37,6 +38,115 @@ pub fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
         .try_get_matches_from(std::iter::empty::<&str>())
         .unwrap_or_else(|e| panic!("the flags' defaults do not parse: {e}"));
     T::from_arg_matches(&matches).unwrap_or_else(|e| panic!("the flags' defaults: {e}"))
+}
+
+/// A probe's settings struct (`clap::Args`, `Debug`, `Clone`, help heading `<probe> probe`)
+/// with its own fields and the two every probe has, `--<probe>-timeout` (deadline of one
+/// check) and `--<probe>-interval` (period in daemon mode), env twins
+/// `NODEPROBE_<ENV>_TIMEOUT` / `_INTERVAL`, defaults given once here:
+///
+/// ```ignore
+/// probe_settings! {
+///     /// Settings of the inodes probe.
+///     pub struct InodesConfig for "inodes" ("INODES") {
+///         /// A flag of its own.
+///         #[arg(...)]
+///         pub threshold: f64,
+///     }
+///     schedule: timeout "5s", interval "120s";
+/// }
+/// ```
+///
+/// Doc comments before `timeout` replace the default help of `--<probe>-timeout`.
+#[macro_export]
+macro_rules! probe_settings {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident for $probe:literal ($env:literal) {
+            $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)*
+        }
+        schedule: timeout $timeout:literal, interval $interval:literal;
+    ) => {
+        $crate::probe_settings! {
+            $(#[$meta])*
+            pub struct $name for $probe ($env) {
+                $($(#[$fmeta])* pub $field: $ty,)*
+            }
+            schedule:
+                /// Deadline of one check.
+                timeout $timeout, interval $interval;
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident for $probe:literal ($env:literal) {
+            $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)*
+        }
+        schedule: $(#[$tmeta:meta])+ timeout $timeout:literal, interval $interval:literal;
+    ) => {
+        /// The probe's name (`--probes`).
+        pub const NAME: &str = $probe;
+
+        $(#[$meta])*
+        #[derive(Debug, Clone, clap::Args)]
+        #[command(next_help_heading = concat!($probe, " probe"))]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            $(#[$tmeta])+
+            #[arg(
+                id = concat!($probe, "-timeout"),
+                long = concat!($probe, "-timeout"),
+                env = concat!("NODEPROBE_", $env, "_TIMEOUT"),
+                default_value = $timeout,
+                value_parser = $crate::parse_duration
+            )]
+            pub timeout: std::time::Duration,
+            /// Period between checks in daemon mode.
+            #[arg(
+                id = concat!($probe, "-interval"),
+                long = concat!($probe, "-interval"),
+                env = concat!("NODEPROBE_", $env, "_INTERVAL"),
+                default_value = $interval,
+                value_parser = $crate::parse_duration
+            )]
+            pub interval: std::time::Duration,
+        }
+    };
+}
+
+/// The declaration and the `Probe` plumbing of a probe whose settings have `timeout` and
+/// `interval` and whose struct has `new(host, settings)`, a `config` field and an inherent
+/// `check_once`: `probe_impl!(Settings => Probe, "event-source", [CONDITION, ...]);` (the
+/// probe's `NAME` is its name).
+#[macro_export]
+macro_rules! probe_impl {
+    ($settings:ident => $probe:ident, $source:expr, [$($condition:expr),+ $(,)?]) => {
+        impl $crate::ProbeSettings for $settings {
+            const DECL: $crate::ProbeDecl = $crate::ProbeDecl {
+                name: NAME,
+                source: $source,
+                conditions: &[$($condition),+],
+            };
+            fn build(&self, host: &$crate::HostPaths) -> Box<dyn $crate::Probe> {
+                Box::new($probe::new(host.clone(), self.clone()))
+            }
+        }
+
+        impl $crate::Probe for $probe {
+            fn decl(&self) -> &'static $crate::ProbeDecl {
+                &<$settings as $crate::ProbeSettings>::DECL
+            }
+            fn timeout(&self) -> std::time::Duration {
+                self.config.timeout
+            }
+            fn interval(&self) -> std::time::Duration {
+                self.config.interval
+            }
+            fn check(&self) -> $crate::CheckFuture<'_> {
+                self.check_once()
+            }
+        }
+    };
 }
 
 /// The table of probes, in report order: `field: module::Settings` lines. Declares each

@@ -72,27 +72,13 @@ use tokio::time::Instant;
 use crate::clients::{containerd, docker};
 use crate::{humanize, CheckFuture, ConditionSpec, Finding, Findings, HostPaths, Outcome, Probe, ProbeDecl, ProbeSettings};
 
-pub const NAME: &str = "runtime";
-
 /// RuntimeOffline, the users' condition; its temporary event is emitted once per outage
 /// (on the transition to `True`) by the agent's state keeper.
-pub const RUNTIME_OFFLINE: ConditionSpec = ConditionSpec {
-    condition: "RuntimeOffline",
-    healthy_reason: "RuntimeDaemonNotOffline",
-    healthy_message: "container runtime daemon is ok",
-    problem_reason: "RuntimeDaemonOffline",
-    problem_event: Some("RuntimeDaemonOffline"),
-};
+pub const RUNTIME_OFFLINE: ConditionSpec = ConditionSpec::new("RuntimeOffline", "RuntimeDaemonNotOffline", "container runtime daemon is ok", "RuntimeDaemonOffline").with_problem_event("RuntimeDaemonOffline");
 
 /// DockerOffline, declared by the users and never set by their script; written only where
 /// docker is present.
-pub const DOCKER_OFFLINE: ConditionSpec = ConditionSpec {
-    condition: "DockerOffline",
-    healthy_reason: "DockerDaemonNotOffline",
-    healthy_message: "docker daemon is ok",
-    problem_reason: "DockerDaemonOffline",
-    problem_event: None,
-};
+pub const DOCKER_OFFLINE: ConditionSpec = ConditionSpec::new("DockerOffline", "DockerDaemonNotOffline", "docker daemon is ok", "DockerDaemonOffline");
 
 const CONDITIONS: [ConditionSpec; 2] = [RUNTIME_OFFLINE, DOCKER_OFFLINE];
 
@@ -100,35 +86,32 @@ const CONDITIONS: [ConditionSpec; 2] = [RUNTIME_OFFLINE, DOCKER_OFFLINE];
 /// report their precise "not responding within T" first.
 pub const GRACE: Duration = Duration::from_secs(1);
 
-/// Settings of the runtime probe (flags and env twins).
-#[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "runtime probe")]
-pub struct RuntimeConfig {
-    /// containerd gRPC socket as this process sees it; when set, a missing or refusing
-    /// socket is offline [default: <host-root>/run/containerd/containerd.sock, checked if present].
-    #[arg(
-        id = "containerd-socket",
-        long = "containerd-socket",
-        env = "NODEPROBE_CONTAINERD_SOCKET",
-        value_name = "PATH"
-    )]
-    pub containerd_socket: Option<PathBuf>,
-    /// Docker API socket as this process sees it; when set, a missing or refusing socket is
-    /// offline [default: <host-root>/run/docker.sock, then <host-root>/var/run/docker.sock, checked if present].
-    #[arg(
-        id = "docker-socket",
-        long = "docker-socket",
-        env = "NODEPROBE_DOCKER_SOCKET",
-        value_name = "PATH"
-    )]
-    pub docker_socket: Option<PathBuf>,
-    /// How long a runtime daemon may take to answer (connect and all calls); a socket
-    /// silent for longer is "not responding".
-    #[arg(id = "runtime-timeout", long = "runtime-timeout", env = "NODEPROBE_RUNTIME_TIMEOUT", default_value = "10s", value_parser = crate::parse_duration)]
-    pub timeout: Duration,
-    /// Period between checks in daemon mode.
-    #[arg(id = "runtime-interval", long = "runtime-interval", env = "NODEPROBE_RUNTIME_INTERVAL", default_value = "30s", value_parser = crate::parse_duration)]
-    pub interval: Duration,
+crate::probe_settings! {
+    /// Settings of the runtime probe (flags and env twins).
+    pub struct RuntimeConfig for "runtime" ("RUNTIME") {
+        /// containerd gRPC socket as this process sees it; when set, a missing or refusing
+        /// socket is offline [default: <host-root>/run/containerd/containerd.sock, checked if present].
+        #[arg(
+            id = "containerd-socket",
+            long = "containerd-socket",
+            env = "NODEPROBE_CONTAINERD_SOCKET",
+            value_name = "PATH"
+        )]
+        pub containerd_socket: Option<PathBuf>,
+        /// Docker API socket as this process sees it; when set, a missing or refusing socket is
+        /// offline [default: <host-root>/run/docker.sock, then <host-root>/var/run/docker.sock, checked if present].
+        #[arg(
+            id = "docker-socket",
+            long = "docker-socket",
+            env = "NODEPROBE_DOCKER_SOCKET",
+            value_name = "PATH"
+        )]
+        pub docker_socket: Option<PathBuf>,
+    }
+    schedule:
+        /// How long a runtime daemon may take to answer (connect and all calls); a socket
+        /// silent for longer is "not responding".
+        timeout "10s", interval "30s";
 }
 
 /// The runtimes this probe knows.
@@ -761,6 +744,7 @@ impl Probe for RuntimeProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Probe;
     use containerd::{CriStatus, RuntimeCondition};
 
     const T: Duration = Duration::from_secs(10);

@@ -20,17 +20,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::clients::metadata::{BaseUrl, MetadataClient, MetadataError, Response};
-use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe, ProbeDecl, ProbeSettings};
+use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome};
 
-pub const NAME: &str = "spot";
-
-pub const CONDITION: ConditionSpec = ConditionSpec {
-    condition: "InstanceExpired",
-    healthy_reason: "InstanceNotToBeTerminated",
-    healthy_message: "instance is not going to be terminated",
-    problem_reason: "InstanceToBeTerminated",
-    problem_event: Some("InstanceToBeTerminated"),
-};
+pub const CONDITION: ConditionSpec = ConditionSpec::new("InstanceExpired", "InstanceNotToBeTerminated", "instance is not going to be terminated", "InstanceToBeTerminated").with_problem_event("InstanceToBeTerminated");
 
 /// Which cloud's metadata service to ask (`--cloud`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -102,25 +94,20 @@ fn parse_endpoint(s: &str) -> Result<BaseUrl, String> {
     BaseUrl::parse(s).map_err(|e| e.to_string())
 }
 
-/// Settings of the spot probe.
-#[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "spot probe")]
-pub struct SpotConfig {
-    /// Cloud whose termination notices to watch; auto detects it from DMI under the host root.
-    #[arg(id = "cloud", long = "cloud", env = "NODEPROBE_CLOUD", value_enum, default_value_t = CloudSetting::Auto)]
-    pub cloud: CloudSetting,
-    /// Base URL of the metadata service instead of the cloud's own (tests, proxies).
-    #[arg(id = "metadata-endpoint", long = "metadata-endpoint", env = "NODEPROBE_METADATA_ENDPOINT", value_parser = parse_endpoint)]
-    pub metadata_endpoint: Option<BaseUrl>,
-    /// Deadline of each metadata HTTP request (connect, send and the whole answer).
-    #[arg(id = "spot-request-timeout", long = "spot-request-timeout", env = "NODEPROBE_SPOT_REQUEST_TIMEOUT", default_value = "5s", value_parser = crate::parse_duration)]
-    pub request_timeout: Duration,
-    /// Deadline of one check.
-    #[arg(id = "spot-timeout", long = "spot-timeout", env = "NODEPROBE_SPOT_TIMEOUT", default_value = "30s", value_parser = crate::parse_duration)]
-    pub timeout: Duration,
-    /// Period between checks in daemon mode.
-    #[arg(id = "spot-interval", long = "spot-interval", env = "NODEPROBE_SPOT_INTERVAL", default_value = "60s", value_parser = crate::parse_duration)]
-    pub interval: Duration,
+crate::probe_settings! {
+    /// Settings of the spot probe.
+    pub struct SpotConfig for "spot" ("SPOT") {
+        /// Cloud whose termination notices to watch; auto detects it from DMI under the host root.
+        #[arg(id = "cloud", long = "cloud", env = "NODEPROBE_CLOUD", value_enum, default_value_t = CloudSetting::Auto)]
+        pub cloud: CloudSetting,
+        /// Base URL of the metadata service instead of the cloud's own (tests, proxies).
+        #[arg(id = "metadata-endpoint", long = "metadata-endpoint", env = "NODEPROBE_METADATA_ENDPOINT", value_parser = parse_endpoint)]
+        pub metadata_endpoint: Option<BaseUrl>,
+        /// Deadline of each metadata HTTP request (connect, send and the whole answer).
+        #[arg(id = "spot-request-timeout", long = "spot-request-timeout", env = "NODEPROBE_SPOT_REQUEST_TIMEOUT", default_value = "5s", value_parser = crate::parse_duration)]
+        pub request_timeout: Duration,
+    }
+    schedule: timeout "30s", interval "60s";
 }
 
 // === cloud detection ===
@@ -519,28 +506,11 @@ impl SpotProbe {
     }
 }
 
-impl ProbeSettings for SpotConfig {
-    const DECL: ProbeDecl = ProbeDecl {
-        name: NAME,
-        source: "instance_termination_custom_checker",
-        conditions: &[CONDITION],
-    };
-    fn build(&self, host: &HostPaths) -> Box<dyn Probe> {
-        Box::new(SpotProbe::new(host.clone(), self.clone()))
-    }
-}
+crate::probe_impl!(SpotConfig => SpotProbe, "instance_termination_custom_checker", [CONDITION]);
 
-impl Probe for SpotProbe {
-    fn decl(&self) -> &'static ProbeDecl {
-        &SpotConfig::DECL
-    }
-    fn timeout(&self) -> Duration {
-        self.config.timeout
-    }
-    fn interval(&self) -> Duration {
-        self.config.interval
-    }
-    fn check(&self) -> CheckFuture<'_> {
+impl SpotProbe {
+    /// One check (what `Probe::check` runs).
+    fn check_once(&self) -> CheckFuture<'_> {
         Box::pin(async move {
             let cloud = match self.config.cloud {
                 CloudSetting::None => {
@@ -590,6 +560,7 @@ impl Probe for SpotProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Probe;
     use bytes::Bytes;
 
     fn resp(status: u16, body: &str) -> Response {
@@ -744,16 +715,8 @@ mod tests {
 
     #[test]
     fn parsers_never_panic_on_garbage() {
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
         let alphabet = b"0123456789-:TZ+. ,GMTSepMon\xff";
-        for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let len = (x % 32) as usize;
-            let bytes: Vec<u8> = (0..len)
-                .map(|i| alphabet[((x >> (i % 8 * 8)) as usize + i) % alphabet.len()])
-                .collect();
+        for bytes in crate::testing::arbitrary(0x2545_F491_4F6C_DD1D, alphabet, 32, 20_000) {
             let s = String::from_utf8_lossy(&bytes);
             let _ = parse_datetime(&s, 0);
             let _ = parse_rfc1123(&s);

@@ -511,13 +511,12 @@ mod tests {
     }
     use super::*;
 
-    const SPEC: ConditionSpec = ConditionSpec {
-        condition: "InodesPressure",
-        healthy_reason: "NodeHasNoInodesPressure",
-        healthy_message: "ok",
-        problem_reason: "NodeHasInodesPressure",
-        problem_event: None,
-    };
+    const SPEC: ConditionSpec = ConditionSpec::new(
+        "InodesPressure",
+        "NodeHasNoInodesPressure",
+        "ok",
+        "NodeHasInodesPressure",
+    );
 
     #[test]
     fn npd_metrics_start_at_zero_and_keep_one_reason_per_type() {

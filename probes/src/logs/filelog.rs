@@ -725,18 +725,8 @@ mod tests {
         .iter()
         .map(|l| GoLayout::parse(l).unwrap())
         .collect();
-        let mut rng = 0x1234_5678_9abc_def1u64;
-        for _ in 0..20000 {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let mut v = String::new();
-            for _ in 0..(rng % 12) {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                v.push_str(alphabet[(rng % alphabet.len() as u64) as usize]);
-            }
+        for parts in crate::testing::arbitrary(0x1234_5678_9abc_def1, &alphabet, 11, 20000) {
+            let v = parts.concat();
             let _ = GoLayout::parse(&v);
             for l in &layouts {
                 let _ = l.parse_time(&v, 2026);

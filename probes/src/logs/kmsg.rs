@@ -567,21 +567,8 @@ mod tests {
     /// Arbitrary bytes never panic the parser (deterministic property test).
     #[test]
     fn arbitrary_bytes_never_panic() {
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
         let alphabet = b"0123456789,;-\\x\n =abcfAF\xff\xc3";
-        for _ in 0..20000 {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let len = (rng % 64) as usize;
-            let mut v = Vec::with_capacity(len);
-            let mut r = rng;
-            for _ in 0..len {
-                r = r
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                v.push(alphabet[(r >> 33) as usize % alphabet.len()]);
-            }
+        for v in crate::testing::arbitrary(0x2545_f491_4f6c_dd1d, alphabet, 64, 20000) {
             let _ = parse_record(&v);
             let _ = unescape(&v);
         }

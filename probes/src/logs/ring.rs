@@ -357,21 +357,8 @@ mod tests {
     /// Arbitrary bytes never panic the parser or the selection (deterministic property test).
     #[test]
     fn arbitrary_bytes_never_panic() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
         let alphabet = b"<>[]. 0123456789TC\nab\xff\xc3";
-        for _ in 0..20000 {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let len = (rng % 80) as usize;
-            let mut v = Vec::with_capacity(len);
-            let mut r = rng;
-            for _ in 0..len {
-                r = r
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                v.push(alphabet[(r >> 33) as usize % alphabet.len()]);
-            }
+        for v in crate::testing::arbitrary(0x9e37_79b9_7f4a_7c15, alphabet, 80, 20000) {
             let _ = parse_line(&v);
             let _ = select(&v, Some(RingCursor { usec: 5, seen: 1 }));
             let _ = select(&v, None);
