@@ -549,12 +549,7 @@ pub async fn run(
     let deadline = Instant::now() + shutdown_grace;
     if let Some(o) = &outbox {
         // Give the writer the grace period to deliver what is queued, then stop it.
-        let drained = async {
-            while !o.is_empty() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        let _ = tokio::time::timeout_at(deadline.into(), drained).await;
+        let _ = tokio::time::timeout_at(deadline.into(), o.drained()).await;
     }
     if let Some(tx) = writer_shutdown_tx {
         let _ = tx.send(true);

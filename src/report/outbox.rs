@@ -79,6 +79,8 @@ pub struct Outbox {
     changed: Condvar,
     /// Wakes the event writer.
     ready: tokio::sync::Notify,
+    /// Wakes [`Outbox::drained`].
+    emptied: tokio::sync::Notify,
     max: usize,
     spool: Option<PathBuf>,
     pub spool_stats: SpoolStats,
@@ -96,6 +98,7 @@ impl Outbox {
             inner: Mutex::new(Inner::default()),
             changed: Condvar::new(),
             ready: tokio::sync::Notify::new(),
+            emptied: tokio::sync::Notify::new(),
             max,
             spool,
             spool_stats: SpoolStats::default(),
@@ -177,6 +180,26 @@ impl Outbox {
         }
     }
 
+    /// Wait until nothing is queued.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.emptied.notified();
+            if self.is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn after_change(&self, g: MutexGuard<'_, Inner>) {
+        let empty = g.queue.is_empty();
+        drop(g);
+        self.changed.notify_all();
+        if empty {
+            self.emptied.notify_waiters();
+        }
+    }
+
     /// The write of `next` went through: done, unless a count update folded in meanwhile
     /// (then that update is still to be written, as a patch).
     pub fn written(&self, next: &Next) {
@@ -194,8 +217,7 @@ impl Outbox {
             None => {}
         }
         g.generation += 1;
-        drop(g);
-        self.changed.notify_all();
+        self.after_change(g);
     }
 
     /// The write of `next` failed: count the attempt; `give_up` drops it.
@@ -206,8 +228,7 @@ impl Outbox {
             g.pending.remove(name);
             g.queue.retain(|n| n != name);
             g.generation += 1;
-            drop(g);
-            self.changed.notify_all();
+            self.after_change(g);
         } else if let Some(p) = g.pending.get_mut(name) {
             p.attempts += 1;
         }
@@ -373,6 +394,24 @@ mod tests {
         assert_eq!((again.ev.count, again.ev.update), (2, true));
         o.written(&again);
         assert!(o.is_empty());
+    }
+
+    #[tokio::test]
+    async fn drained_returns_once_the_last_write_went_through() {
+        let o = Outbox::new(10, None);
+        o.drained().await; // empty: at once
+        o.push(ev("a", 1, false));
+        let writer = {
+            let o = Arc::clone(&o);
+            tokio::spawn(async move {
+                o.wait().await;
+                let n = o.front().unwrap();
+                o.written(&n);
+            })
+        };
+        o.drained().await;
+        assert!(o.is_empty());
+        writer.await.unwrap();
     }
 
     #[test]
