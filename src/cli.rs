@@ -322,6 +322,26 @@ mod tests {
         assert!(!cli.daemon.enable_k8s_exporter);
     }
 
+    /// Where a default lives twice (a flag's and a library type's), they agree.
+    #[test]
+    fn flag_defaults_are_the_library_defaults() {
+        let cli = Cli::parse_from(["nodeprobe"]);
+        let d = crate::daemon::DaemonConfig::from_cli(&cli, Vec::new(), &[]).unwrap();
+        let s = crate::state::StateConfig::default();
+        assert_eq!(d.state.default_thresholds, s.default_thresholds);
+        assert_eq!(d.state.dedup_window, s.dedup_window);
+        assert_eq!(d.state.budget, s.budget);
+        assert!(d.state.probe_thresholds.is_empty());
+        assert_eq!(
+            cli.log_monitors.options(),
+            probes::logs::MonitorOptions::new(probes::logs::DEFAULT_STATE_DIR)
+        );
+        assert_eq!(
+            format!("{:?}", cli.probe_configs),
+            format!("{:?}", ProbeConfigs::default())
+        );
+    }
+
     #[test]
     fn hostname_override_wins() {
         let cli = Cli::parse_from(["nodeprobe", "--hostname-override", "node-a"]);

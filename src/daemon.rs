@@ -4,8 +4,12 @@
 //! ```text
 //! probe tasks ──ProbeRun──┐
 //!                         ├─▶ state keeper ──conditions (watch)──▶ ConditionWriter ─▶ PATCH nodes/status
-//! log monitors ─LogFinding┘         └──────EventOut (mpsc)───────▶ EventWriter ─────▶ Events
+//! log monitors ─LogItem───┘         └──EventOut (outbox, spool)──▶ EventWriter ─────▶ Events
 //! ```
+//!
+//! Everything on the runtime's one thread only computes or waits: log monitors read and
+//! persist on threads of their own, the event spool has its thread, probes do their host
+//! I/O in the blocking pool.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -14,7 +18,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use probes::findings::LogFinding;
+use probes::findings::LogItem;
 use probes::{ConditionSpec, ConditionStatus, Outcome, Probe, ProbeRun};
 use tokio::sync::{mpsc, watch};
 
@@ -22,11 +26,13 @@ use crate::cli::Cli;
 use crate::report::http::{self, Server, Shared};
 use crate::report::kube::{self as kreport, ConditionWriter, EventWriter, KubeError};
 use crate::report::metrics::Metrics;
-use crate::state::{Budget, Condition, EventOut, Output, StateConfig, StateKeeper, Thresholds};
+use crate::report::outbox::{Outbox, SPOOL_FILE};
+use crate::state::{Budget, Condition, Output, StateConfig, StateKeeper, Thresholds};
 
 /// Capacity of the channel from probes and log monitors to the state keeper.
 pub const FINDINGS_CAPACITY: usize = 256;
-/// Events waiting for the API server beyond this are dropped (and counted).
+/// Events waiting for the API server beyond this are dropped (and counted); count updates
+/// fold into a waiting write of the same Event and take no room.
 pub const EVENT_QUEUE: usize = 1000;
 
 /// Condition types the kmsg/journald rules own (used for seeding and stale removal).
@@ -57,6 +63,8 @@ pub struct KubeSettings {
     pub heartbeat: Duration,
     pub wait_timeout: Duration,
     pub remove_stale: bool,
+    /// Where undelivered events are spooled (`<state-dir>/events-spool.json`); `None`: not.
+    pub spool: Option<PathBuf>,
 }
 
 /// Everything daemon mode needs.
@@ -162,6 +170,7 @@ impl DaemonConfig {
                 heartbeat: d.heartbeat_period,
                 wait_timeout: d.apiserver_wait_timeout,
                 remove_stale: d.remove_stale_conditions,
+                spool: Some(cli.log_monitors.state_dir.join(SPOOL_FILE)),
             }),
             status_addr: addr(d.address, d.port),
             metrics_addr: addr(d.prometheus_address, d.prometheus_port),
@@ -183,34 +192,8 @@ impl DaemonConfig {
 
 /// A bounded channel for log monitors: give the sender to the monitors and the receiver
 /// to [`run`].
-pub fn log_channel() -> (mpsc::Sender<LogFinding>, mpsc::Receiver<LogFinding>) {
+pub fn log_channel() -> (mpsc::Sender<LogItem>, mpsc::Receiver<LogItem>) {
     mpsc::channel(FINDINGS_CAPACITY)
-}
-
-/// Run daemon mode on a current-thread runtime until SIGTERM/SIGINT. Exit code 0.
-pub fn run_blocking(
-    config: DaemonConfig,
-    logs: Option<mpsc::Receiver<LogFinding>>,
-    metrics: Arc<Metrics>,
-) -> Result<i32, DaemonError> {
-    run_on_runtime(config, metrics, move |_| logs)
-}
-
-/// Like [`run_blocking`], but `start_monitors` is called inside the runtime (so it can
-/// `tokio::spawn` the log monitors) with the sending side of the findings channel.
-pub fn run_blocking_with_monitors<F>(
-    config: DaemonConfig,
-    metrics: Arc<Metrics>,
-    start_monitors: F,
-) -> Result<i32, DaemonError>
-where
-    F: FnOnce(mpsc::Sender<LogFinding>),
-{
-    run_on_runtime(config, metrics, move |_| {
-        let (tx, rx) = log_channel();
-        start_monitors(tx);
-        Some(rx)
-    })
 }
 
 /// The log monitors of daemon mode: rule files already loaded and validated.
@@ -301,24 +284,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
         .map_err(DaemonError::Runtime)
 }
 
-fn run_on_runtime<F>(
-    config: DaemonConfig,
-    metrics: Arc<Metrics>,
-    logs: F,
-) -> Result<i32, DaemonError>
-where
-    F: FnOnce(&Metrics) -> Option<mpsc::Receiver<LogFinding>>,
-{
-    block_on_then_release(runtime()?, async move {
-        let (tx, rx) = watch::channel(false);
-        let signals = tokio::spawn(wait_for_signal(tx));
-        let logs = logs(&metrics);
-        let r = run(config, logs, metrics, rx).await;
-        signals.abort();
-        r.map(|_| crate::exit::OK)
-    })
-}
-
 /// Set `tx` to true on the first SIGTERM or SIGINT.
 pub async fn wait_for_signal(tx: watch::Sender<bool>) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -357,14 +322,14 @@ fn outcome_label(o: &Outcome) -> &'static str {
 
 enum Input {
     Probe(ProbeRun),
-    Log(LogFinding),
+    Log(LogItem),
 }
 
 /// Run daemon mode until `shutdown` turns true, then flush pending condition updates
 /// (bounded by `shutdown_grace`) and return.
 pub async fn run(
     config: DaemonConfig,
-    logs: Option<mpsc::Receiver<LogFinding>>,
+    logs: Option<mpsc::Receiver<LogItem>>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
@@ -411,7 +376,7 @@ pub async fn run(
     // Kubernetes: client, the Node (uid and our conditions), writers.
     let mut writer_shutdown_tx = None;
     let mut writers = Vec::new();
-    let mut event_tx: Option<mpsc::Sender<EventOut>> = None;
+    let mut outbox: Option<Arc<Outbox>> = None;
     if let Some(k) = &kube {
         let client = kreport::client(k.kubeconfig.as_deref()).await?;
         let info = wait_for_node(&client, &node, k.wait_timeout, &metrics, shutdown.clone()).await;
@@ -460,15 +425,15 @@ pub async fn run(
             ready.clone(),
             wrx.clone(),
         )));
-        let (etx, erx) = mpsc::channel(EVENT_QUEUE);
-        event_tx = Some(etx);
+        let ob = Outbox::new(EVENT_QUEUE, k.spool.clone());
+        metrics.watch_spool(Arc::clone(&ob));
+        outbox = Some(Arc::clone(&ob));
         let ew = EventWriter {
             node: node.clone(),
             node_uid: uid,
             namespace: k.event_namespace.clone(),
-            max_queue: EVENT_QUEUE,
         };
-        writers.push(tokio::spawn(ew.run(client, erx, metrics.clone(), wrx)));
+        writers.push(tokio::spawn(ew.run(client, ob, metrics.clone(), wrx)));
         metrics.watch_loops([
             ("condition writer".to_string(), writers[0].abort_handle()),
             ("event writer".to_string(), writers[1].abort_handle()),
@@ -532,7 +497,7 @@ pub async fn run(
             i = in_rx.recv() => i,
             _ = tokio::time::sleep(wake) => {
                 let out = keeper.tick(SystemTime::now());
-                apply(&out, &keeper, &metrics, &cond_tx, event_tx.as_ref());
+                apply(&out, &keeper, &metrics, &cond_tx, outbox.as_deref());
                 continue;
             }
             _ = stop.changed() => break,
@@ -543,17 +508,25 @@ pub async fn run(
             break;
         };
         let now = SystemTime::now();
-        let out = match &input {
+        let out = match input {
             Input::Probe(run) => {
                 let secs = run.duration.as_secs_f64();
                 for f in &run.findings {
                     metrics.probe_run(run.probe, outcome_label(&f.outcome), secs);
                 }
-                keeper.on_probe_run(run, now)
+                keeper.on_probe_run(&run, now)
             }
-            Input::Log(f) => keeper.on_log_finding(f, now),
+            Input::Log(LogItem::Finding(f)) => keeper.on_log_finding(&f, now),
+            Input::Log(LogItem::Durable(ack)) => {
+                // everything before it is applied: durable once the spool holds it
+                match &outbox {
+                    Some(o) => o.ack_when_durable(ack),
+                    None => ack.done(),
+                }
+                continue;
+            }
         };
-        apply(&out, &keeper, &metrics, &cond_tx, event_tx.as_ref());
+        apply(&out, &keeper, &metrics, &cond_tx, outbox.as_deref());
     }
 
     // Shutdown: stop producers, fold in what is already queued, flush the writers.
@@ -565,14 +538,19 @@ pub async fn run(
     }
     while let Ok(input) = in_rx.try_recv() {
         let now = SystemTime::now();
-        let out = match &input {
-            Input::Probe(run) => keeper.on_probe_run(run, now),
-            Input::Log(f) => keeper.on_log_finding(f, now),
+        let out = match input {
+            Input::Probe(run) => keeper.on_probe_run(&run, now),
+            Input::Log(LogItem::Finding(f)) => keeper.on_log_finding(&f, now),
+            // not confirmed: the monitor keeps its position and reads the line again
+            Input::Log(LogItem::Durable(_)) => continue,
         };
-        apply(&out, &keeper, &metrics, &cond_tx, event_tx.as_ref());
+        apply(&out, &keeper, &metrics, &cond_tx, outbox.as_deref());
     }
-    drop(event_tx);
     let deadline = Instant::now() + shutdown_grace;
+    if let Some(o) = &outbox {
+        // Give the writer the grace period to deliver what is queued, then stop it.
+        let _ = tokio::time::timeout_at(deadline.into(), o.drained()).await;
+    }
     if let Some(tx) = writer_shutdown_tx {
         let _ = tx.send(true);
         for w in writers {
@@ -581,6 +559,21 @@ pub async fn run(
                 tracing::warn!("a writer did not finish within the shutdown grace period");
             }
         }
+    }
+    if let Some(o) = outbox {
+        let left = o.len();
+        if left > 0 && !o.spooled() {
+            tracing::warn!(
+                events = left,
+                "events not delivered before shutdown are dropped"
+            );
+        } else if left > 0 {
+            tracing::info!(
+                events = left,
+                "events not delivered yet stay in the spool for the next start"
+            );
+        }
+        o.close();
     }
     for s in servers {
         s.abort();
@@ -621,7 +614,7 @@ fn apply(
     keeper: &StateKeeper,
     metrics: &Metrics,
     cond_tx: &watch::Sender<Vec<Condition>>,
-    event_tx: Option<&mpsc::Sender<EventOut>>,
+    outbox: Option<&Outbox>,
 ) {
     for r in &out.problems {
         metrics.problem(r);
@@ -640,10 +633,10 @@ fn apply(
         cond_tx.send_replace(conditions);
     }
     for ev in &out.events {
-        match event_tx {
-            Some(tx) => {
-                if tx.try_send(ev.clone()).is_err() {
-                    metrics.event_dropped(&ev.source, &ev.reason, "queue");
+        match outbox {
+            Some(o) => {
+                if let Some(old) = o.push(ev.clone()) {
+                    metrics.event_dropped(&old.source, &old.reason, "queue");
                 }
             }
             None => {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use clap::{Subcommand, ValueEnum};
-use probes::findings::{LogFinding, OomKill};
+use probes::findings::{LogFinding, LogItem, OomKill};
 use probes::logs::{self, LogMonitorArgs, Matcher, MonitorConfig, MonitorStats, RuleType};
 use serde_json::{json, Value};
 
@@ -325,15 +325,19 @@ fn watch(
                     }
                 }
                 f = rx.recv() => match f {
-                    Some(f) => emit(output, &finding_json(&f)),
+                    Some(LogItem::Finding(f)) => emit(output, &finding_json(&f)),
+                    // printed and flushed: as durable as this command makes anything
+                    Some(LogItem::Durable(ack)) => ack.done(),
                     None => break,
                 },
             }
         }
         let stats = monitors.stats.clone();
         monitors.shutdown().await;
-        while let Ok(f) = rx.try_recv() {
-            emit(output, &finding_json(&f));
+        while let Ok(item) = rx.try_recv() {
+            if let LogItem::Finding(f) = item {
+                emit(output, &finding_json(&f));
+            }
         }
         emit(output, &stats_json(&stats));
         Ok::<(), LogsCmdError>(())

@@ -147,20 +147,23 @@ pub async fn run_all(probes: Vec<Box<dyn Probe>>) -> Vec<ProbeRun> {
         .into_iter()
         .map(|p| {
             let p: Arc<dyn Probe> = Arc::from(p);
-            let name = p.name();
-            let specs = p.conditions().to_vec();
+            let decl = p.decl();
             let handle = tokio::spawn(async move { probes::run_probe(p.as_ref()).await });
-            (name, specs, handle)
+            (decl, handle)
         })
         .collect();
     let mut runs = Vec::with_capacity(handles.len());
-    for (name, specs, handle) in handles {
+    for (decl, handle) in handles {
+        let name = decl.name;
         runs.push(match handle.await {
             Ok(run) => run,
             Err(e) => ProbeRun {
                 probe: name,
-                findings: specs
-                    .into_iter()
+                source: decl.source,
+                findings: decl
+                    .conditions
+                    .iter()
+                    .copied()
                     .map(|spec| probes::Finding {
                         spec,
                         outcome: Outcome::unknown(format!("{name} check crashed: {e}")),
@@ -182,6 +185,7 @@ mod tests {
     fn run(outcome: Outcome) -> ProbeRun {
         ProbeRun {
             probe: "inodes",
+            source: "inodes-custom-plugin-monitor",
             findings: vec![Finding {
                 spec: inodes::CONDITION,
                 outcome,

@@ -5,8 +5,9 @@
 //! Conditions: one state machine per condition type. The status flips only after
 //! `failure` consecutive problem/unknown results (or `recovery` consecutive healthy ones);
 //! `lastTransitionTime` changes only when the status does. Reason and message change with
-//! the status (and the reason of a `True` condition when the problem changes); a message
-//! that only differs in its numbers does not cause a write (as NPD).
+//! the status (and the reason of a `True` condition when the problem changes); a new message
+//! with the same status and reason is not written (as NPD: it keeps the message of the
+//! transition).
 //!
 //! Events: Warning for problems and transitions to `True`, Normal for recoveries. An
 //! identical (source, reason, message, object) within the dedup window bumps the count of
@@ -21,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use probes::findings::{LogFinding, MonitorEvent, OomKill};
 use probes::{ConditionSpec, ConditionStatus, Outcome, ProbeRun};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Consecutive results needed before a condition flips.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,21 +73,6 @@ impl Default for StateConfig {
                 refill: Duration::from_secs(300),
             },
         }
-    }
-}
-
-/// Event `source.component` of a probe: the `source` of the NPD monitor it replaces, so
-/// kube-eventer filters keep working.
-pub fn probe_source(probe: &str) -> String {
-    match probe {
-        "inodes" => "inodes-custom-plugin-monitor".into(),
-        "pid-pressure" => "pid-pressure-problem-custom-plugin-monitor".into(),
-        "ntp" => "ntp-problem-custom-plugin-monitor".into(),
-        "network" => "network-problem-custom-plugin-monitor".into(),
-        "systemd" => "systemd-check-custom-plugin-monitor".into(),
-        "spot" => "instance_termination_custom_checker".into(),
-        "runtime" => "docker-offline-custom-plugin-monitor".into(),
-        other => format!("{other}-custom-plugin-monitor"),
     }
 }
 
@@ -145,7 +131,7 @@ pub fn transition_message(c: &Condition) -> String {
 }
 
 /// Event type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EventType {
     Normal,
     Warning,
@@ -161,8 +147,8 @@ impl EventType {
 }
 
 /// One Event write the reporter must make (a create, or a count update of an Event it
-/// created before under the same `name`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// created before under the same `name`). Serialised into the event spool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventOut {
     /// Client-chosen object name, stable across count updates.
     pub name: String,
@@ -293,10 +279,10 @@ impl StateKeeper {
     /// Feed one probe run.
     pub fn on_probe_run(&mut self, run: &ProbeRun, now: SystemTime) -> Output {
         let th = self.thresholds(run.probe);
-        let source = probe_source(run.probe);
+        let source = run.source;
         let mut out = Output::default();
         for f in &run.findings {
-            let o = self.on_outcome(&source, &f.spec, &f.outcome, th, now);
+            let o = self.on_outcome(source, &f.spec, &f.outcome, th, now);
             out.merge(o);
         }
         out
@@ -673,20 +659,19 @@ mod tests {
     use probes::findings::ConditionUpdate;
     use probes::Finding;
 
-    const SPEC: ConditionSpec = ConditionSpec {
-        condition: "InodesPressure",
-        healthy_reason: "NodeHasNoInodesPressure",
-        healthy_message: "node has no inodes pressure",
-        problem_reason: "NodeHasInodesPressure",
-        problem_event: None,
-    };
-    const RT: ConditionSpec = ConditionSpec {
-        condition: "RuntimeOffline",
-        healthy_reason: "RuntimeDaemonNotOffline",
-        healthy_message: "runtime is up",
-        problem_reason: "RuntimeDaemonOffline",
-        problem_event: Some("RuntimeDaemonOffline"),
-    };
+    const SPEC: ConditionSpec = ConditionSpec::new(
+        "InodesPressure",
+        "NodeHasNoInodesPressure",
+        "node has no inodes pressure",
+        "NodeHasInodesPressure",
+    );
+    const RT: ConditionSpec = ConditionSpec::new(
+        "RuntimeOffline",
+        "RuntimeDaemonNotOffline",
+        "runtime is up",
+        "RuntimeDaemonOffline",
+    )
+    .with_problem_event("RuntimeDaemonOffline");
 
     fn t(s: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
@@ -695,6 +680,7 @@ mod tests {
     fn run(probe: &'static str, spec: ConditionSpec, outcome: Outcome) -> ProbeRun {
         ProbeRun {
             probe,
+            source: probes::registry::decl(probe).map_or("test-monitor", |d| d.source),
             findings: vec![Finding { spec, outcome }],
             duration: Duration::from_millis(1),
         }

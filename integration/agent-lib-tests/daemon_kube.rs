@@ -9,43 +9,39 @@ use nodeprobe::daemon::{self, DaemonConfig, KubeSettings};
 use nodeprobe::report::metrics::Metrics;
 use nodeprobe::state::StateConfig;
 use nodeprobe_integration::fakeapi::FakeApi;
-use probes::findings::{ConditionUpdate, LogFinding, MonitorEvent, OomKill};
-use probes::{CheckFuture, ConditionSpec, ConditionStatus, Outcome, Probe};
+use probes::findings::{ConditionUpdate, LogFinding, LogItem, MonitorEvent, OomKill};
+use probes::{ConditionSpec, ConditionStatus, FnProbe, Outcome, Probe, ProbeDecl};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
-const SPEC: ConditionSpec = ConditionSpec {
-    condition: "ScriptedProblem",
-    healthy_reason: "NoScriptedProblem",
-    healthy_message: "scripted probe is fine",
-    problem_reason: "HasScriptedProblem",
-    problem_event: None,
+const SPEC: ConditionSpec = ConditionSpec::new(
+    "ScriptedProblem",
+    "NoScriptedProblem",
+    "scripted probe is fine",
+    "HasScriptedProblem",
+);
+
+const DECL: ProbeDecl = ProbeDecl {
+    name: "scripted",
+    source: "scripted-custom-plugin-monitor",
+    conditions: &[SPEC],
 };
 
 /// A probe whose outcome the test sets.
-struct Scripted(Arc<Mutex<Outcome>>);
-
-impl Probe for Scripted {
-    fn name(&self) -> &'static str {
-        "scripted"
-    }
-    fn conditions(&self) -> &[ConditionSpec] {
-        std::slice::from_ref(&SPEC)
-    }
-    fn timeout(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn interval(&self) -> Duration {
-        Duration::from_millis(100)
-    }
-    fn check(&self) -> CheckFuture<'_> {
-        let o = self.0.lock().unwrap().clone();
-        Box::pin(async move { probes::single(SPEC, o) })
-    }
+fn scripted(outcome: Arc<Mutex<Outcome>>) -> Box<dyn Probe> {
+    Box::new(FnProbe {
+        decl: &DECL,
+        timeout: Duration::from_secs(1),
+        interval: Duration::from_millis(100),
+        check: Box::new(move || {
+            let o = outcome.lock().unwrap().clone();
+            Box::pin(async move { probes::single(SPEC, o) })
+        }),
+    })
 }
 
 struct Agent {
-    logs: mpsc::Sender<LogFinding>,
+    logs: mpsc::Sender<LogItem>,
     stop: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
     metrics: Arc<Metrics>,
@@ -63,6 +59,7 @@ impl Agent {
                 heartbeat: Duration::from_secs(300),
                 wait_timeout: Duration::from_secs(10),
                 remove_stale: false,
+                spool: Some(dir.join("state").join("events-spool.json")),
             }),
             status_addr: None,
             metrics_addr: None,
@@ -92,7 +89,9 @@ impl Agent {
     }
 
     fn send(&self, f: LogFinding) {
-        self.logs.blocking_send(f).expect("agent is running");
+        self.logs
+            .blocking_send(LogItem::Finding(f))
+            .expect("agent is running");
     }
 }
 
@@ -208,9 +207,20 @@ fn readonly_filesystem_condition_keeps_kubelet_conditions_and_its_transition_tim
     assert_eq!(c["status"], "True");
     assert_eq!(c["reason"], "FilesystemIsReadOnly");
     assert_eq!(c["lastTransitionTime"], "2027-01-15T08:00:00Z");
-    // A repeat with a later time changes nothing.
+    // A repeat with a later time changes nothing: a change of another condition after it
+    // writes the whole set, so once that is there, so would be any change of this one.
     agent.send(update(first + Duration::from_secs(60)));
-    std::thread::sleep(Duration::from_millis(300));
+    agent.send(LogFinding::Condition(ConditionUpdate {
+        source: "kernel-monitor".into(),
+        condition: "KernelDeadlock".into(),
+        status: ConditionStatus::True,
+        reason: "DockerHung".into(),
+        message: "sentinel".into(),
+        transition: first,
+    }));
+    wait_for("the sentinel condition", Duration::from_secs(5), || {
+        api.condition("n1", "KernelDeadlock")
+    });
     let c = api.condition("n1", "ReadonlyFilesystem").unwrap();
     assert_eq!(c["lastTransitionTime"], "2027-01-15T08:00:00Z");
     let warnings: Vec<Value> = api
@@ -219,6 +229,22 @@ fn readonly_filesystem_condition_keeps_kubelet_conditions_and_its_transition_tim
         .filter(|e| e["reason"] == "FilesystemIsReadOnly")
         .collect();
     assert_eq!(warnings.len(), 1);
+    // Every write is recorded under nodeprobe's field manager (managedFields).
+    let writes: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" || r.method == "POST")
+        .collect();
+    assert!(!writes.is_empty());
+    for r in &writes {
+        assert!(
+            r.query.contains("fieldManager=nodeprobe"),
+            "{} {} ?{}",
+            r.method,
+            r.path,
+            r.query
+        );
+    }
     assert_eq!(
         warnings[0]["message"],
         "Node condition ReadonlyFilesystem is now: True, reason: FilesystemIsReadOnly, message: \"EXT4-fs (sda1): Remounting filesystem read-only\""
@@ -307,14 +333,23 @@ fn api_outage_converges_and_events_are_delivered() {
     node_with_kubelet_conditions(&api);
     let dir = tempfile::tempdir().unwrap();
     let outcome = Arc::new(Mutex::new(Outcome::ok()));
-    let agent = Agent::start(&api, dir.path(), vec![Box::new(Scripted(outcome.clone()))]);
+    let agent = Agent::start(&api, dir.path(), vec![scripted(outcome.clone())]);
     wait_for("first sync", Duration::from_secs(5), || {
         api.condition("n1", "ScriptedProblem")
     });
-    api.fail_for(Duration::from_secs(4), 500);
+    api.fail_for(Duration::from_secs(600), 500);
     *outcome.lock().unwrap() = Outcome::problem("HasScriptedProblem", "broken 50%");
     agent.send(event("KernelOops", "oops during the outage", None));
-    std::thread::sleep(Duration::from_secs(4));
+    // the outage lasts until both writers have been refused
+    let refused = |path: &str| {
+        api.requests()
+            .iter()
+            .any(|r| r.status == 500 && r.path.ends_with(path))
+    };
+    wait_for("refused writes", Duration::from_secs(10), || {
+        (refused("/status") && refused("/events")).then_some(())
+    });
+    api.fail_for(Duration::ZERO, 500);
     let c = wait_for("convergence", Duration::from_secs(10), || {
         api.condition("n1", "ScriptedProblem")
             .filter(|c| c["status"] == "True")

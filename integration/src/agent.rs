@@ -63,6 +63,22 @@ pub fn events_with(api: &FakeApi, reason: &str) -> Vec<Value> {
         .collect()
 }
 
+/// Events (any namespace) with this reason and exactly this message.
+pub fn events_for(api: &FakeApi, reason: &str, message: &str) -> Vec<Value> {
+    api.events(None)
+        .into_iter()
+        .filter(|e| e["reason"] == reason && e["message"] == message)
+        .collect()
+}
+
+/// Events whose message mentions `marker`.
+pub fn marked(api: &FakeApi, marker: &str) -> Vec<Value> {
+    api.events(None)
+        .into_iter()
+        .filter(|e| e["message"].as_str().is_some_and(|m| m.contains(marker)))
+        .collect()
+}
+
 /// A running agent; killed on drop if the test did not stop it.
 pub struct Agent {
     child: Option<Child>,
@@ -239,6 +255,13 @@ impl Agent {
     /// The agent's process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILL (no chance to persist anything) and reap.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
     }
 
     /// SIGTERM; returns the exit code and how long the agent took.

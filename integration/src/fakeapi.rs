@@ -59,6 +59,8 @@ struct State {
     fail_next: Vec<u16>,
     fail_until: Option<(Instant, u16)>,
     hang: bool,
+    /// Requests held by `hang` right now.
+    held: usize,
     seq: u64,
     /// (resourceVersion, type, namespace, Event) of every Event write since the last compact.
     history: Vec<(u64, &'static str, String, Value)>,
@@ -323,6 +325,20 @@ impl FakeApi {
         v
     }
 
+    /// Requests held by [`FakeApi::set_hang`] right now.
+    pub fn held(&self) -> usize {
+        lock(&self.state).held
+    }
+
+    /// Responses with this status so far.
+    pub fn answered(&self, status: u16) -> usize {
+        lock(&self.state)
+            .log
+            .iter()
+            .filter(|r| r.status == status)
+            .count()
+    }
+
     /// Drop every connection, stay down for `down`, then serve again on the same port with
     /// the same state. Returns once the server accepts again.
     pub fn restart(&self, down: Duration) {
@@ -435,8 +451,12 @@ async fn handle(
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
-    while lock(&state).hang {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if lock(&state).hang {
+        lock(&state).held += 1;
+        while lock(&state).hang {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        lock(&state).held -= 1;
     }
     let is_watch = matches!(
         query_param(&query, "watch").as_deref(),
@@ -873,8 +893,14 @@ pub fn strategic_merge_status(status: &mut Value, patch: &Value) {
     }
 }
 
-/// A minimal blocking HTTP/1.1 client for tests: returns (status, JSON body or Null).
-pub fn request(addr: SocketAddr, method: &str, path: &str, ct: &str, body: &str) -> (u16, Value) {
+/// A minimal blocking HTTP/1.1 client for tests: returns (status, body text).
+pub fn request_text(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    ct: &str,
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let req = format!(
@@ -891,7 +917,13 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, ct: &str, body: &str)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    (code, serde_json::from_str(body).unwrap_or(Value::Null))
+    (code, body.to_string())
+}
+
+/// [`request_text`] with the body parsed: (status, JSON body or Null).
+pub fn request(addr: SocketAddr, method: &str, path: &str, ct: &str, body: &str) -> (u16, Value) {
+    let (code, text) = request_text(addr, method, path, ct, body);
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 #[cfg(test)]

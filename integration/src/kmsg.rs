@@ -6,7 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::{is_root, require};
+use crate::agent::kubelet_node;
+use crate::fakeapi::FakeApi;
+use crate::{is_root, require, unique};
 
 static KMSG: Mutex<()> = Mutex::new(());
 
@@ -38,6 +40,33 @@ pub fn default_kernel_rules_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../probes/rules/kernel-monitor.json")
 }
 
+/// Log monitors only: every probe off.
+pub const NO_PROBES: &[&str] = &[
+    "--disable-probes",
+    "inodes,pid-pressure,systemd,ntp,runtime,spot,network",
+];
+
+/// The default kernel rules with `lookback`, every pattern scoped to lines carrying `marker`
+/// (`<marker>: .*(?:<default pattern>)`), written to `dir/kernel-monitor.json`: kernel lines
+/// other tests or processes write can neither spend the agent's event budget nor set its
+/// conditions.
+pub fn scoped_rules(dir: &Path, marker: &str, lookback: &str) -> PathBuf {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&default_kernel_rules(lookback)).expect("default rules are JSON");
+    for r in v["rules"].as_array_mut().expect("rules") {
+        let p = r["pattern"].as_str().unwrap_or_default().to_string();
+        r["pattern"] = serde_json::Value::String(format!("{marker}: .*(?:{p})"));
+    }
+    let path = dir.join("kernel-monitor.json");
+    std::fs::write(&path, v.to_string()).expect("write rule file");
+    path
+}
+
+/// A TaskHung line for `task`, scoped to `marker`.
+pub fn task_hung(marker: &str, task: &str) -> String {
+    format!("{marker}: INFO: task {task}:123 blocked for more than 120 seconds.")
+}
+
 /// The default kernel rules as text, with `lookback` (`"5m"` in the file) replaced.
 pub fn default_kernel_rules(lookback: &str) -> String {
     let text = std::fs::read_to_string(default_kernel_rules_path()).expect("read default rules");
@@ -49,27 +78,6 @@ pub fn default_kernel_rules(lookback: &str) -> String {
         "\"lookback\": \"5m\"",
         &format!("\"lookback\": \"{lookback}\""),
     )
-}
-
-/// Write the default kernel rules with `lookback` to `dir/kernel-monitor.json`, every
-/// pattern scoped to lines carrying `marker` (`<marker>: .*(?:<default pattern>)`), so lines
-/// other tests or processes write can neither spend the agent's event budget nor set its
-/// conditions. Returns the file's path.
-pub fn scoped_kernel_rules(dir: &Path, marker: &str, lookback: &str) -> PathBuf {
-    let mut v: serde_json::Value =
-        serde_json::from_str(&default_kernel_rules(lookback)).expect("default rules are JSON");
-    for r in v["rules"].as_array_mut().expect("rules") {
-        let p = r["pattern"].as_str().expect("pattern").to_string();
-        r["pattern"] = serde_json::Value::String(format!("{marker}: .*(?:{p})"));
-    }
-    let path = dir.join("kernel-monitor.json");
-    std::fs::write(&path, v.to_string()).expect("write rule file");
-    path
-}
-
-/// A kernel line the default rules turn into a TaskHung event (KernelDeadlock stays False).
-pub fn task_hung_line(marker: &str, task: &str) -> String {
-    format!("{marker}: INFO: task {task}:123 blocked for more than 120 seconds.")
 }
 
 /// A cgroup (v1 devices controller) that denies `/dev/kmsg` (char 1:11), as a container
@@ -121,4 +129,30 @@ impl Drop for KmsgDeniedCgroup {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
+}
+
+/// What a test on the real kernel log starts from: the kmsg lock, a work dir, a unique
+/// marker and the fake API server with a kubelet-style Node.
+pub struct KmsgSetup {
+    pub api: FakeApi,
+    /// The test's marker (scope rules and lines with it).
+    pub m: String,
+    pub tmp: tempfile::TempDir,
+    pub _kmsg: MutexGuard<'static, ()>,
+}
+
+/// `None` (skip locally, fail in CI) without a writable kmsg.
+pub fn kmsg_setup(tag: &str) -> Option<KmsgSetup> {
+    if !kmsg_ok() {
+        return None;
+    }
+    let kmsg = kmsg_lock();
+    let api = FakeApi::start();
+    kubelet_node(&api);
+    Some(KmsgSetup {
+        api,
+        m: unique(tag),
+        tmp: tempfile::tempdir().expect("tempdir"),
+        _kmsg: kmsg,
+    })
 }

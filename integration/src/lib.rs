@@ -213,3 +213,67 @@ impl Drop for Tmpfs {
         }
     }
 }
+
+/// A small ext4 file system on a loop device, mounted on `dir` (which must exist and be
+/// empty), that can be frozen with `fsfreeze`: every write to it then hangs until thawed, as
+/// on a node whose disk stopped answering. Thawed, unmounted and its image removed on drop.
+pub struct FreezableExt4 {
+    mnt: PathBuf,
+    /// Removed (after the unmount in `drop`) when this goes.
+    _image: tempfile::NamedTempFile,
+    frozen: bool,
+}
+
+impl FreezableExt4 {
+    /// Whether the tools are there (skips locally, fails in CI).
+    pub fn available() -> bool {
+        let has = |c: &str| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {c}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        require(
+            is_root() && has("mkfs.ext4") && has("fsfreeze"),
+            "root, mkfs.ext4 and fsfreeze",
+        )
+    }
+
+    pub fn mount(mnt: &Path) -> Self {
+        let image = tempfile::Builder::new()
+            .prefix("nodeprobe-it-ext4-")
+            .tempfile()
+            .expect("image file");
+        image.as_file().set_len(32 << 20).expect("size image");
+        let img = image.path().to_str().unwrap();
+        sh("mkfs.ext4", &["-q", "-F", img]);
+        sh("mount", &["-o", "loop", img, mnt.to_str().unwrap()]);
+        FreezableExt4 {
+            mnt: mnt.to_path_buf(),
+            _image: image,
+            frozen: false,
+        }
+    }
+
+    pub fn freeze(&mut self) {
+        sh("fsfreeze", &["-f", self.mnt.to_str().unwrap()]);
+        self.frozen = true;
+    }
+
+    pub fn thaw(&mut self) {
+        if self.frozen {
+            sh("fsfreeze", &["-u", self.mnt.to_str().unwrap()]);
+            self.frozen = false;
+        }
+    }
+}
+
+impl Drop for FreezableExt4 {
+    fn drop(&mut self) {
+        if self.frozen {
+            let _ = Command::new("fsfreeze").arg("-u").arg(&self.mnt).status();
+        }
+        // the exact mount point; the loop device goes with it (autoclear)
+        let _ = Command::new("umount").arg(&self.mnt).status();
+    }
+}

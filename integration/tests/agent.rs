@@ -173,15 +173,25 @@ fn api_outage_does_not_crash_and_state_converges() {
     wait_for("first sync", Duration::from_secs(10), &agent, || {
         api.condition("n1", "InodesPressure")
     });
-    // ~30 s of trouble: 500s, then a burst of 503/429, a hang, and a restart; the problem
-    // starts during the outage.
-    api.fail_for(Duration::from_secs(25), 500);
+    // Trouble: 500s, then a burst of 503/429, a hang, and a restart; the problem starts
+    // during the outage. Each phase lasts until the agent has met it.
+    let long = Duration::from_secs(600);
+    api.fail_for(long, 500);
     fill(fs.path(), 95);
-    std::thread::sleep(Duration::from_secs(25));
-    api.fail_next(4, 503);
-    api.fail_next(4, 429);
+    let seen = |status: u16, n: usize, what: &str| {
+        wait_for(what, Duration::from_secs(60), &agent, || {
+            (api.answered(status) >= n).then_some(())
+        })
+    };
+    seen(500, 3, "writes retried through the 500s");
+    api.fail_next(2, 503);
+    api.fail_next(2, 429);
+    seen(429, 2, "the 503/429 burst");
     api.set_hang(true);
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for("a request held", Duration::from_secs(30), &agent, || {
+        (api.held() > 0).then_some(())
+    });
+    api.fail_for(Duration::ZERO, 500);
     api.set_hang(false);
     api.restart(Duration::from_secs(1));
     assert!(agent.running(), "agent died:\n{}", agent.logs());
@@ -251,7 +261,13 @@ fn restart_keeps_transition_times_and_sends_no_duplicate_events() {
         },
     );
     // Several probe runs later: nothing new.
-    std::thread::sleep(Duration::from_secs(1));
+    let runs = "nodeprobe_probe_runs_total{probe=\"inodes\",status=\"problem\"}";
+    wait_for(
+        "several probe runs",
+        Duration::from_secs(10),
+        &second,
+        || second.metric(runs).filter(|n| *n >= 5.0),
+    );
     let c2 = api.condition("n1", "InodesPressure").unwrap();
     assert_eq!(c2["status"], "True");
     assert_eq!(c2["lastTransitionTime"], c1["lastTransitionTime"]);
@@ -352,7 +368,12 @@ fn sigterm_with_a_hung_api_server_exits_within_the_grace_period() {
     // the agent must still exit 0 within the grace period.
     api.set_hang(true);
     fill(fs.path(), 95);
-    std::thread::sleep(Duration::from_millis(600));
+    wait_for(
+        "the change's write held",
+        Duration::from_secs(10),
+        &agent,
+        || (api.held() > 0).then_some(()),
+    );
     let (code, took) = agent.terminate();
     api.set_hang(false);
     assert_eq!(code, Some(0), "{}", agent.logs());

@@ -11,23 +11,15 @@
 #![allow(clippy::disallowed_methods)] // tests start real components and the binary
 
 use std::path::{Path, PathBuf};
-use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-use nodeprobe_integration::agent::{kubelet_node, wait_for, Agent, NODE, NODE_UID};
+use nodeprobe_integration::agent::{events_for, marked, wait_for, Agent, NODE, NODE_UID};
 use nodeprobe_integration::fakeapi::FakeApi;
 use nodeprobe_integration::kmsg::{
-    default_kernel_rules, kmsg_lock, kmsg_ok, kmsg_write, scoped_kernel_rules, task_hung_line,
+    default_kernel_rules, kmsg_setup, kmsg_write, scoped_rules, task_hung, KmsgSetup, NO_PROBES,
 };
 use nodeprobe_integration::oom::{oom_ok, PodCgroup};
-use nodeprobe_integration::unique;
 use serde_json::Value;
-
-/// Log monitors only: every probe off.
-const NO_PROBES: &[&str] = &[
-    "--disable-probes",
-    "inodes,pid-pressure,systemd,ntp,runtime,spot,network",
-];
 
 /// The default kernel rules with `lookback` 0, patterns unchanged.
 fn default_rules(dir: &Path) -> PathBuf {
@@ -44,20 +36,15 @@ fn start(api: &FakeApi, rules: &Path, work: &Path, extra: &[&str]) -> Agent {
     agent
 }
 
-/// Events (any namespace) with this reason and exactly this message.
-fn events_for(api: &FakeApi, reason: &str, message: &str) -> Vec<Value> {
-    api.events(None)
-        .into_iter()
-        .filter(|e| e["reason"] == reason && e["message"] == message)
-        .collect()
-}
-
-/// Events whose message mentions `marker`.
-fn marked(api: &FakeApi, marker: &str) -> Vec<Value> {
-    api.events(None)
-        .into_iter()
-        .filter(|e| e["message"].as_str().is_some_and(|m| m.contains(marker)))
-        .collect()
+/// Write a TaskHung line of its own and wait for its Event: Events go out in order, so
+/// anything the agent sent before it is at the API server by then. Returns its message.
+fn sentinel(api: &FakeApi, agent: &Agent, marker: &str, tag: &str) -> String {
+    let line = task_hung(marker, &format!("sentinel-{tag}"));
+    kmsg_write(3, &line);
+    wait_for("the sentinel event", Duration::from_secs(10), agent, || {
+        events_for(api, "TaskHung", &line).into_iter().next()
+    });
+    line
 }
 
 fn remount_line(marker: &str) -> String {
@@ -98,42 +85,13 @@ fn assert_on_node(e: &Value) {
     assert_eq!(e["source"]["host"], NODE, "{e:#}");
 }
 
-/// What every test here starts from: the kmsg lock, a work dir, a unique marker and the fake
-/// API server with a kubelet-style Node. `None` (skip) without a writable kmsg.
-struct Setup {
-    api: FakeApi,
-    m: String,
-    tmp: tempfile::TempDir,
-    _kmsg: MutexGuard<'static, ()>,
-}
-
-fn setup(tag: &str) -> Option<Setup> {
-    if !kmsg_ok() {
-        return None;
-    }
-    let kmsg = kmsg_lock();
-    let api = FakeApi::start();
-    kubelet_node(&api);
-    Some(Setup {
-        api,
-        m: unique(tag),
-        tmp: tempfile::tempdir().unwrap(),
-        _kmsg: kmsg,
-    })
-}
-
 #[test]
 fn task_hung_line_is_one_warning_event_and_repeats_count_up() {
-    let Some(Setup { api, m, tmp, _kmsg }) = setup("hung") else {
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("hung") else {
         return;
     };
-    let mut agent = start(
-        &api,
-        &scoped_kernel_rules(tmp.path(), &m, "0"),
-        tmp.path(),
-        &[],
-    );
-    let line = task_hung_line(&m, &m);
+    let mut agent = start(&api, &scoped_rules(tmp.path(), &m, "0"), tmp.path(), &[]);
+    let line = task_hung(&m, &m);
     kmsg_write(3, &line);
     let e = wait_for("TaskHung event", Duration::from_secs(10), &agent, || {
         events_for(&api, "TaskHung", &line).into_iter().next()
@@ -141,8 +99,15 @@ fn task_hung_line_is_one_warning_event_and_repeats_count_up() {
     assert_eq!(e["type"], "Warning");
     assert_on_node(&e);
     assert_eq!(e["count"], 1);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(marked(&api, &m).len(), 1, "{:#?}", marked(&api, &m));
+    let s1 = sentinel(&api, &agent, &m, "1");
+    let only_line = |api: &FakeApi| -> Vec<Value> {
+        marked(api, &m)
+            .into_iter()
+            .filter(|e| !e["message"].as_str().unwrap_or("").contains("sentinel-"))
+            .collect()
+    };
+    assert_eq!(only_line(&api).len(), 1, "{:#?}", marked(&api, &m));
+    assert!(!events_for(&api, "TaskHung", &s1).is_empty());
 
     // Nine more identical lines: still one Event, its count 10.
     for _ in 0..9 {
@@ -154,8 +119,8 @@ fn task_hung_line_is_one_warning_event_and_repeats_count_up() {
             .find(|e| e["count"] == 10)
     });
     assert_on_node(&e);
-    std::thread::sleep(Duration::from_millis(500));
-    let all = marked(&api, &m);
+    sentinel(&api, &agent, &m, "2");
+    let all = only_line(&api);
     assert_eq!(all.len(), 1, "{all:#?}");
     assert_eq!(all[0]["count"], 10);
     assert!(all[0]["lastTimestamp"].as_str() >= all[0]["firstTimestamp"].as_str());
@@ -164,18 +129,19 @@ fn task_hung_line_is_one_warning_event_and_repeats_count_up() {
 
 #[test]
 fn readonly_remount_sets_the_condition_once_and_leaves_kubelet_conditions() {
-    let Some(Setup { api, m, tmp, _kmsg }) = setup("ro") else {
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("ro") else {
         return;
     };
     let kubelet = |api: &FakeApi| {
         ["Ready", "MemoryPressure"].map(|t| api.condition(NODE, t).expect("kubelet condition"))
     };
     let before = kubelet(&api);
+    // heartbeats every second: a later write of the whole set shows what the agent holds
     let mut agent = start(
         &api,
-        &scoped_kernel_rules(tmp.path(), &m, "0"),
+        &scoped_rules(tmp.path(), &m, "0"),
         tmp.path(),
-        &[],
+        &["--k8s-exporter-heartbeat-period", "1s"],
     );
     let init = wait_for(
         "initial ReadonlyFilesystem",
@@ -202,13 +168,16 @@ fn readonly_remount_sets_the_condition_once_and_leaves_kubelet_conditions() {
     // TaskHung line: once its Event is there, the repeat has been read too.
     std::thread::sleep(Duration::from_millis(1100));
     kmsg_write(2, &line);
-    let after = task_hung_line(&m, "after-remount");
+    let after = task_hung(&m, "after-remount");
     kmsg_write(3, &after);
     wait_for("the line after", Duration::from_secs(10), &agent, || {
         events_for(&api, "TaskHung", &after).into_iter().next()
     });
-    std::thread::sleep(Duration::from_millis(300));
-    let c2 = api.condition(NODE, "ReadonlyFilesystem").unwrap();
+    let hb = api.condition(NODE, "ReadonlyFilesystem").unwrap()["lastHeartbeatTime"].clone();
+    let c2 = wait_for("a later write", Duration::from_secs(5), &agent, || {
+        api.condition(NODE, "ReadonlyFilesystem")
+            .filter(|c| c["lastHeartbeatTime"] != hb)
+    });
     assert_eq!(c2["status"], "True");
     assert_eq!(c2["lastTransitionTime"], transition, "{c2:#}");
     assert_eq!(c2["message"], line.as_str());
@@ -229,17 +198,12 @@ fn readonly_remount_sets_the_condition_once_and_leaves_kubelet_conditions() {
 
 #[test]
 fn percent_signs_arrive_verbatim() {
-    let Some(Setup { api, m, tmp, _kmsg }) = setup("pct") else {
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("pct") else {
         return;
     };
-    let mut agent = start(
-        &api,
-        &scoped_kernel_rules(tmp.path(), &m, "0"),
-        tmp.path(),
-        &[],
-    );
+    let mut agent = start(&api, &scoped_rules(tmp.path(), &m, "0"), tmp.path(), &[]);
     // Printf verbs and a literal `%%`: NPD passed the message as a format string.
-    let line = task_hung_line(&m, "worker 100%d %s %v %% %!x(MISSING) 50%");
+    let line = task_hung(&m, "worker 100%d %s %v %% %!x(MISSING) 50%");
     kmsg_write(3, &line);
     let e = wait_for("TaskHung event", Duration::from_secs(10), &agent, || {
         api.events(None)
@@ -252,14 +216,14 @@ fn percent_signs_arrive_verbatim() {
 
 #[test]
 fn restart_sends_no_duplicates_delivers_lines_from_downtime_and_keeps_transitions() {
-    let Some(Setup { api, m, tmp, _kmsg }) = setup("restart") else {
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("restart") else {
         return;
     };
     // lookback 5m: without the cursor in --state-dir the restarted agent would read the
     // lines of its first run again.
-    let rules = scoped_kernel_rules(tmp.path(), &m, "5m");
+    let rules = scoped_rules(tmp.path(), &m, "5m");
     let mut first = start(&api, &rules, tmp.path(), &[]);
-    let a = task_hung_line(&m, "line-a");
+    let a = task_hung(&m, "line-a");
     let ro = remount_line(&m);
     kmsg_write(3, &a);
     wait_for("event A", Duration::from_secs(10), &first, || {
@@ -271,7 +235,7 @@ fn restart_sends_no_duplicates_delivers_lines_from_downtime_and_keeps_transition
     let events_before = api.events(None);
 
     // Written while the agent is down; a reset transition time would show a second later.
-    let b = task_hung_line(&m, "line-b");
+    let b = task_hung(&m, "line-b");
     kmsg_write(3, &b);
     std::thread::sleep(Duration::from_millis(1100));
     let status_writes = |api: &FakeApi| {
@@ -287,7 +251,7 @@ fn restart_sends_no_duplicates_delivers_lines_from_downtime_and_keeps_transition
         tmp.path(),
         &["--k8s-exporter-heartbeat-period", "1s"],
     );
-    let c = task_hung_line(&m, "line-c");
+    let c = task_hung(&m, "line-c");
     kmsg_write(3, &c);
     wait_for(
         "event B (written while down)",
@@ -304,9 +268,14 @@ fn restart_sends_no_duplicates_delivers_lines_from_downtime_and_keeps_transition
         &second,
         || (status_writes(&api) > writes_before).then_some(()),
     );
-    std::thread::sleep(Duration::from_millis(500));
-
-    let c2 = api.condition(NODE, "ReadonlyFilesystem").unwrap();
+    // The restored conditions are kept fresh (a heartbeat writes the whole set again: what
+    // it holds is what the agent has)...
+    let hb = api.condition(NODE, "ReadonlyFilesystem").unwrap()["lastHeartbeatTime"].clone();
+    let c2 = wait_for("a heartbeat", Duration::from_secs(5), &second, || {
+        api.condition(NODE, "ReadonlyFilesystem")
+            .filter(|c| c["lastHeartbeatTime"] != hb)
+    });
+    // ...with the transitions of the first run.
     assert_eq!(c2["status"], "True");
     assert_eq!(c2["reason"], "FilesystemIsReadOnly");
     assert_eq!(c2["lastTransitionTime"], c1["lastTransitionTime"], "{c2:#}");
@@ -314,12 +283,6 @@ fn restart_sends_no_duplicates_delivers_lines_from_downtime_and_keeps_transition
         api.condition(NODE, "KernelDeadlock").unwrap()["lastTransitionTime"],
         deadlock1["lastTransitionTime"]
     );
-    // The restored conditions are kept fresh and the agent is ready.
-    let hb = c2["lastHeartbeatTime"].clone();
-    wait_for("a heartbeat", Duration::from_secs(5), &second, || {
-        let c = api.condition(NODE, "ReadonlyFilesystem")?;
-        (c["lastHeartbeatTime"] != hb).then_some(())
-    });
     assert_eq!(second.get(second.status_port, "/readyz").0, 200);
     // The events of the first run are untouched and nothing was sent twice.
     let after = api.events(None);
@@ -348,12 +311,67 @@ fn restart_sends_no_duplicates_delivers_lines_from_downtime_and_keeps_transition
     assert_eq!(second.terminate().0, Some(0));
 }
 
+/// At-least-once: an event found while the API server is down survives a SIGKILL (it is in
+/// the spool in the state directory before the kernel log position moves past its line) and
+/// arrives after the restart, once.
+#[test]
+fn events_found_during_an_api_outage_survive_sigkill() {
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("sigkill") else {
+        return;
+    };
+    let rules = scoped_rules(tmp.path(), &m, "0");
+    let mut first = start(&api, &rules, tmp.path(), &[]);
+    wait_for(
+        "startup condition write",
+        Duration::from_secs(10),
+        &first,
+        || api.condition(NODE, "ReadonlyFilesystem"),
+    );
+    api.fail_for(Duration::from_secs(600), 503);
+    let line = task_hung(&m, "during-outage");
+    kmsg_write(3, &line);
+    let spool = tmp.path().join("state/events-spool.json");
+    wait_for(
+        "the event in the spool",
+        Duration::from_secs(10),
+        &first,
+        || {
+            std::fs::read_to_string(&spool)
+                .ok()
+                .filter(|s| s.contains(&line))
+        },
+    );
+    assert!(events_for(&api, "TaskHung", &line).is_empty());
+    first.kill();
+
+    api.fail_for(Duration::ZERO, 503);
+    let mut second = start(&api, &rules, tmp.path(), &[]);
+    let e = wait_for(
+        "the spooled event",
+        Duration::from_secs(15),
+        &second,
+        || events_for(&api, "TaskHung", &line).into_iter().next(),
+    );
+    assert_on_node(&e);
+    // A later line shows the restarted monitor read past the first one without sending it
+    // again (its position was saved only once the event was in the spool).
+    let after = task_hung(&m, "after-restart");
+    kmsg_write(3, &after);
+    wait_for("the next event", Duration::from_secs(10), &second, || {
+        events_for(&api, "TaskHung", &after).into_iter().next()
+    });
+    let all = marked(&api, &m);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert!(all.iter().all(|e| e["count"] == 1), "{all:#?}");
+    assert_eq!(second.terminate().0, Some(0));
+}
+
 #[test]
 fn real_oom_kill_names_the_pod_on_pod_and_node_events() {
     if !oom_ok() {
         return;
     }
-    let Some(Setup { api, m, tmp, _kmsg }) = setup("oom") else {
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("oom") else {
         return;
     };
     let cg = PodCgroup::create(20);
@@ -419,7 +437,7 @@ fn real_oom_kill_names_the_pod_on_pod_and_node_events() {
 #[test]
 #[ignore = "benchmark: run with --ignored"]
 fn kmsg_to_event_latency() {
-    let Some(Setup { api, m, tmp, _kmsg }) = setup("latency") else {
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("latency") else {
         return;
     };
     let n: usize = std::env::var("NODEPROBE_LATENCY_LINES")
@@ -428,7 +446,7 @@ fn kmsg_to_event_latency() {
         .unwrap_or(50);
     let mut agent = start(
         &api,
-        &scoped_kernel_rules(tmp.path(), &m, "0"),
+        &scoped_rules(tmp.path(), &m, "0"),
         tmp.path(),
         &["--event-budget-burst", "100000"],
     );
@@ -449,7 +467,7 @@ fn kmsg_to_event_latency() {
     for i in 0..n {
         let before = creates(&api).len();
         let t0 = Instant::now();
-        kmsg_write(3, &task_hung_line(&m, &format!("bench-{i}")));
+        kmsg_write(3, &task_hung(&m, &format!("bench-{i}")));
         let at = wait_for("the event", Duration::from_secs(10), &agent, || {
             creates(&api).get(before).map(|r| r.at)
         });

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use nodeprobe_integration::agent::{free_port, get_text, sample, scrape};
 use nodeprobe_integration::kmsg::{
-    kmsg_lock, kmsg_ok, kmsg_write, scoped_kernel_rules, task_hung_line,
+    kmsg_lock, kmsg_ok, kmsg_write, scoped_rules, task_hung,
 };
 use nodeprobe_integration::kube::{
     assert_host_read_only, base_daemonset, deploy_dir, kustomize, poll, strip_ansi,
@@ -305,7 +305,7 @@ fn the_daemonset_container_stays_up_and_counts_a_fresh_kernel_line() {
     let state = s.tmp.path().join("state");
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::create_dir_all(&state).unwrap();
-    scoped_kernel_rules(&rules, &m, "0");
+    scoped_rules(&rules, &m, "0");
     let c = RenderedContainer::new(&[("rules", &rules), ("state", &state)], true);
     let (status, metrics) = (free_port(), free_port());
     // The manifest's arguments, with free ports; no API server here (kubelet.rs has one).
@@ -342,7 +342,7 @@ fn the_daemonset_container_stays_up_and_counts_a_fresh_kernel_line() {
     // The device cgroup denies /dev/kmsg: the agent reads the ring through syslog(2).
     assert!(ctr.logs().contains("backend=\"syslog\""), "{}", ctx());
 
-    let line = task_hung_line(&m, "in-a-container");
+    let line = task_hung(&m, "in-a-container");
     kmsg_write(3, &line);
     let text = poll("the line counted", Duration::from_secs(20), ctx, || {
         let t = scrape(metrics);

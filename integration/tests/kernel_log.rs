@@ -1,47 +1,27 @@
-//! The kernel log where `/dev/kmsg` cannot be read, as inside a container: the agent reads
-//! the ring through syslog(2) where the device is denied (a devices cgroup, exactly what a
-//! runtime's device allowlist does), and without CAP_SYSLOG it keeps running its probes
-//! with the kernel monitor's conditions `Unknown`, one event, a metric and a failing
-//! `/healthz`. Everything against the real kernel log and the fake API server.
+//! Log sources that cannot be read. The kernel log where `/dev/kmsg` cannot be read, as
+//! inside a container: the agent reads the ring through syslog(2) where the device is denied
+//! (a devices cgroup, exactly what a runtime's device allowlist does), and without
+//! CAP_SYSLOG it keeps running its probes with the kernel monitor's conditions `Unknown`,
+//! one event, a metric and a failing `/healthz`; a journal that cannot be opened is the
+//! same kind of outage, never a monitor that looks healthy. Everything against the real
+//! kernel log and the fake API server.
 
 #![allow(clippy::disallowed_methods)] // tests start real components and the binary
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use nodeprobe_integration::agent::{events_with, kubelet_node, wait_for, Agent, NODE};
+use nodeprobe_integration::agent::{events_for, events_with, kubelet_node, wait_for, Agent, NODE};
 use nodeprobe_integration::fakeapi::FakeApi;
 use nodeprobe_integration::kmsg::{
-    default_kernel_rules, kmsg_lock, kmsg_ok, kmsg_write, KmsgDeniedCgroup,
+    default_kernel_rules, kmsg_setup, kmsg_write, scoped_rules, task_hung, KmsgDeniedCgroup,
+    KmsgSetup, NO_PROBES,
 };
-use nodeprobe_integration::{is_root, require, unique};
+use nodeprobe_integration::{is_root, require};
 use serde_json::Value;
 
-const NO_PROBES: &[&str] = &[
-    "--disable-probes",
-    "inodes,pid-pressure,systemd,ntp,runtime,spot,network",
-];
-
-/// The default kernel rules with `lookback`, every pattern scoped to lines carrying `marker`.
-fn scoped_rules(dir: &Path, marker: &str, lookback: &str) -> PathBuf {
-    let mut v: Value = serde_json::from_str(&default_kernel_rules(lookback)).unwrap();
-    for r in v["rules"].as_array_mut().unwrap() {
-        let p = r["pattern"].as_str().unwrap().to_string();
-        r["pattern"] = Value::String(format!("{marker}: .*(?:{p})"));
-    }
-    let path = dir.join("kernel-monitor.json");
-    std::fs::write(&path, v.to_string()).unwrap();
-    path
-}
-
-fn task_hung(marker: &str, task: &str) -> String {
-    format!("{marker}: INFO: task {task}:123 blocked for more than 120 seconds.")
-}
-
 fn hung_event(api: &FakeApi, line: &str) -> Option<Value> {
-    events_with(api, "TaskHung")
-        .into_iter()
-        .find(|e| e["message"] == line)
+    events_for(api, "TaskHung", line).into_iter().next()
 }
 
 /// The agent's log without colour codes.
@@ -66,14 +46,12 @@ const UP: &str = "nodeprobe_log_source_up{source=\"kernel-monitor\"}";
 
 #[test]
 fn a_denied_kmsg_device_falls_back_to_the_ring_through_syslog() {
-    if !kmsg_ok() || !KmsgDeniedCgroup::available() {
+    if !KmsgDeniedCgroup::available() {
         return;
     }
-    let _g = kmsg_lock();
-    let api = FakeApi::start();
-    kubelet_node(&api);
-    let tmp = tempfile::tempdir().unwrap();
-    let m = unique("ring");
+    let Some(KmsgSetup { api, m, tmp, _kmsg }) = kmsg_setup("ring") else {
+        return;
+    };
     // lookback 5m: without its cursor the restarted agent would deliver line A again
     let rules = scoped_rules(tmp.path(), &m, "5m");
     let cg = KmsgDeniedCgroup::create();
@@ -225,5 +203,58 @@ fn without_cap_syslog_the_agent_runs_on_and_says_what_is_missing() {
         (200, "ok".into())
     );
     assert_eq!(agent.get_text(agent.status_port, "/readyz").0, 200);
+    assert_eq!(agent.terminate().0, Some(0), "{}", agent.logs());
+}
+
+#[test]
+fn a_journal_that_cannot_be_opened_is_an_outage_not_a_silent_monitor() {
+    let api = FakeApi::start();
+    kubelet_node(&api);
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-journal");
+    let rules = tmp.path().join("journal-monitor.json");
+    let text = serde_json::json!({
+        "plugin": "journald",
+        "pluginConfig": {"source": "dockerd"},
+        "logPath": missing,
+        "lookback": "5m",
+        "bufferSize": 10,
+        "source": "it-journal-monitor",
+        "conditions": [{"type": "ItJournalProblem", "reason": "NoItJournalProblem",
+                        "message": "fine"}],
+        "rules": [{"type": "permanent", "condition": "ItJournalProblem",
+                   "reason": "ItJournalBroken", "pattern": "broken"}]
+    });
+    std::fs::write(&rules, text.to_string()).unwrap();
+    let mut agent = Agent::start_with_logs(&api, &rules, tmp.path(), NO_PROBES);
+    let c = wait_for(
+        "ItJournalProblem Unknown",
+        Duration::from_secs(10),
+        &agent,
+        || {
+            api.condition(NODE, "ItJournalProblem")
+                .filter(|c| c["status"] == "Unknown")
+        },
+    );
+    assert_eq!(c["reason"], "LogSourceUnavailable");
+    assert!(
+        c["message"].as_str().unwrap().contains("no-journal"),
+        "{c:#}"
+    );
+    let ev = wait_for(
+        "LogSourceUnavailable",
+        Duration::from_secs(10),
+        &agent,
+        || events_with(&api, "LogSourceUnavailable").into_iter().next(),
+    );
+    assert_eq!(ev["source"]["component"], "it-journal-monitor");
+    let up = "nodeprobe_log_source_up{source=\"it-journal-monitor\"}";
+    assert_eq!(agent.metric(up), Some(0.0));
+    let (code, body) = agent.get_text(agent.status_port, "/healthz");
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("it-journal-monitor") && body.contains("no-journal"),
+        "{body}"
+    );
     assert_eq!(agent.terminate().0, Some(0), "{}", agent.logs());
 }

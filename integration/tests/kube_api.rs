@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use nodeprobe_integration::agent::{sample, scrape, Agent};
 use nodeprobe_integration::kmsg::{
-    default_kernel_rules, kmsg_lock, kmsg_ok, kmsg_write, scoped_kernel_rules, task_hung_line,
+    default_kernel_rules, kmsg_lock, kmsg_ok, kmsg_write, scoped_rules, task_hung,
 };
 use nodeprobe_integration::kube::{poll, Cluster, TestNode};
 use nodeprobe_integration::oom::{oom_ok, PodCgroup};
@@ -104,7 +104,7 @@ fn conditions_merge_with_the_kubelets_events_show_in_describe_and_restart_sends_
     let kubelet = kubelet_conditions(&node);
     assert_eq!(kubelet.len(), 4, "{kubelet:#?}");
     // lookback 5m: without its cursor in --state-dir a restarted agent would read again.
-    let rules = scoped_kernel_rules(s.tmp.path(), &s.m, "5m");
+    let rules = scoped_rules(s.tmp.path(), &s.m, "5m");
     let mut first = start(&s, &node.name, &rules, PROBES);
     let logs = |a: &Agent| a.logs();
 
@@ -127,7 +127,7 @@ fn conditions_merge_with_the_kubelets_events_show_in_describe_and_restart_sends_
     assert_eq!(first.get(first.status_port, "/readyz").0, 200);
 
     // A kernel line → an Event on the Node that `kubectl describe node` lists.
-    let a = task_hung_line(&s.m, "line-a");
+    let a = task_hung(&s.m, "line-a");
     kmsg_write(3, &a);
     let ev = poll(
         "TaskHung event",
@@ -190,10 +190,10 @@ fn conditions_merge_with_the_kubelets_events_show_in_describe_and_restart_sends_
     );
     assert_eq!(first.terminate().0, Some(0), "{}", first.logs());
 
-    let b = task_hung_line(&s.m, "line-b"); // written while the agent is down
+    let b = task_hung(&s.m, "line-b"); // written while the agent is down
     kmsg_write(3, &b);
     let mut second = start(&s, &node.name, &rules, PROBES);
-    let d = task_hung_line(&s.m, "line-d");
+    let d = task_hung(&s.m, "line-d");
     kmsg_write(3, &d);
     let hung = |l: &String| ("TaskHung".to_string(), l.clone(), 1);
     let mut want = vec![
@@ -371,11 +371,11 @@ fn a_missing_rbac_verb_is_a_clear_error_not_a_silent_drop() {
         "metadata": {"name": name, "namespace": "kube-system"}});
     c.apply(&json!({"apiVersion": "v1", "kind": "List", "items": [sa, role, binding]}).to_string());
     let kubeconfig = c.service_account_kubeconfig("kube-system", &name, s.tmp.path());
-    let rules = scoped_kernel_rules(s.tmp.path(), &s.m, "0");
+    let rules = scoped_rules(s.tmp.path(), &s.m, "0");
     let mut agent =
         Agent::start_with_kubeconfig(&kubeconfig, &node.name, &rules, s.tmp.path(), PROBES);
     agent.wait_for_kmsg_monitor();
-    let line = task_hung_line(&s.m, "forbidden");
+    let line = task_hung(&s.m, "forbidden");
     kmsg_write(3, &line);
 
     let user = format!("system:serviceaccount:kube-system:{name}");

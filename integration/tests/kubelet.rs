@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use nodeprobe_integration::agent::{free_port, get_text, sample, scrape};
 use nodeprobe_integration::kmsg::{
-    kmsg_lock, kmsg_ok, kmsg_write, scoped_kernel_rules, task_hung_line,
+    kmsg_lock, kmsg_ok, kmsg_write, scoped_rules, task_hung,
 };
 use nodeprobe_integration::kube::{assert_host_read_only, deploy_dir, poll, Cluster, KubeNode};
 use nodeprobe_integration::{oci, unique};
@@ -104,7 +104,7 @@ fn write_overlay(
         serde_json::to_string_pretty(&ops).unwrap(),
     )
     .unwrap();
-    scoped_kernel_rules(dir, marker, "0");
+    scoped_rules(dir, marker, "0");
     let kustomization = json!({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -314,7 +314,7 @@ fn daemonset_pod_on_a_real_kubelet_reports_and_stays_up() {
     let kubelet_hb = find(&conds, "Ready").unwrap()["lastHeartbeatTime"].clone();
 
     // A TaskHung line written on the host → an Event on the Node from the pod.
-    let line = task_hung_line(&m, "kubelet-test");
+    let line = task_hung(&m, "kubelet-test");
     kmsg_write(3, &line);
     let ev = poll(
         "the TaskHung event",

@@ -470,7 +470,7 @@ fn real_pod_oom_kill_is_attributed() {
     let cg = PodCgroup::create(20);
     let (uid, cid) = (cg.uid.clone(), cg.container_id.clone());
 
-    // default rules (kernel-monitor + docker-monitor, the latter skipped: no journald)
+    // default rules (kernel-monitor, and docker-monitor on the host journal, or its outage)
     let mut w = Watcher::start(None, &tmp.path().join("state"), tmp.path());
     let ready = w
         .seen

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use crate::ConditionStatus;
 
 /// A pod/container named by an OOM kill line (`oom-kill:` ... `task_memcg=` ...).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OomKill {
     /// Pod UID in its canonical dashed form, when the memcg path names one.
     pub pod_uid: Option<String>,
@@ -52,4 +52,47 @@ pub struct ConditionUpdate {
 pub enum LogFinding {
     Event(MonitorEvent),
     Condition(ConditionUpdate),
+}
+
+/// What a log monitor sends to its receiver.
+#[derive(Debug)]
+pub enum LogItem {
+    Finding(LogFinding),
+    /// Confirm (with [`Ack::done`]) once every finding sent before is durable: accepted by
+    /// the state keeper and, for events, delivered or spooled. The monitor saves its
+    /// position past the line only then (at-least-once delivery).
+    Durable(Ack),
+}
+
+/// The receiver's side of a [`LogItem::Durable`] request. Dropping it without
+/// [`Ack::done`] tells the monitor the findings may be lost (it keeps its position).
+#[derive(Debug)]
+pub struct Ack(std::sync::mpsc::SyncSender<()>);
+
+/// The monitor's side of an [`Ack`].
+#[derive(Debug)]
+pub struct AckWait(std::sync::mpsc::Receiver<()>);
+
+impl Ack {
+    pub fn new() -> (Ack, AckWait) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        (Ack(tx), AckWait(rx))
+    }
+
+    /// The findings sent before are durable.
+    pub fn done(self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+impl AckWait {
+    /// `Some(true)`: done; `Some(false)`: dropped without confirmation; `None`: not yet
+    /// after `timeout`.
+    pub fn wait(&self, timeout: std::time::Duration) -> Option<bool> {
+        match self.0.recv_timeout(timeout) {
+            Ok(()) => Some(true),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some(false),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+        }
+    }
 }

@@ -2,52 +2,28 @@
 //! `df -i` inside the container and so measured the overlay, not the host).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use crate::{blocking, single, CheckFuture, ConditionSpec, Findings, HostPaths, Outcome, Probe};
+use crate::{blocking, single, CheckFuture, ConditionSpec, Findings, HostPaths, Outcome};
 
-pub const NAME: &str = "inodes";
+pub const CONDITION: ConditionSpec = ConditionSpec::new("InodesPressure", "NodeHasNoInodesPressure", "node has no inodes pressure", "NodeHasInodesPressure");
 
-pub const CONDITION: ConditionSpec = ConditionSpec {
-    condition: "InodesPressure",
-    healthy_reason: "NodeHasNoInodesPressure",
-    healthy_message: "node has no inodes pressure",
-    problem_reason: "NodeHasInodesPressure",
-    problem_event: None,
-};
-
-/// Settings of the inodes probe (flags and env twins).
-#[derive(Debug, Clone, clap::Args)]
-pub struct InodesConfig {
-    /// Host mount points to check, comma-separated (under --host-root).
-    #[arg(
-        id = "inodes-mounts",
-        long = "inodes-mounts",
-        env = "NODEPROBE_INODES_MOUNTS",
-        value_delimiter = ',',
-        default_value = "/"
-    )]
-    pub mounts: Vec<String>,
-    /// Problem when a mount's inode usage is above this percentage.
-    #[arg(id = "inodes-threshold", long = "inodes-threshold", env = "NODEPROBE_INODES_THRESHOLD", default_value = "80", value_parser = crate::parse_percent)]
-    pub threshold: f64,
-    /// Deadline of one check.
-    #[arg(id = "inodes-timeout", long = "inodes-timeout", env = "NODEPROBE_INODES_TIMEOUT", default_value = "5s", value_parser = crate::parse_duration)]
-    pub timeout: Duration,
-    /// Period between checks in daemon mode.
-    #[arg(id = "inodes-interval", long = "inodes-interval", env = "NODEPROBE_INODES_INTERVAL", default_value = "120s", value_parser = crate::parse_duration)]
-    pub interval: Duration,
-}
-
-impl Default for InodesConfig {
-    fn default() -> Self {
-        InodesConfig {
-            mounts: vec!["/".into()],
-            threshold: 80.0,
-            timeout: Duration::from_secs(5),
-            interval: Duration::from_secs(120),
-        }
+crate::probe_settings! {
+    /// Settings of the inodes probe (flags and env twins).
+    pub struct InodesConfig for "inodes" ("INODES") {
+        /// Host mount points to check, comma-separated (under --host-root).
+        #[arg(
+            id = "inodes-mounts",
+            long = "inodes-mounts",
+            env = "NODEPROBE_INODES_MOUNTS",
+            value_delimiter = ',',
+            default_value = "/"
+        )]
+        pub mounts: Vec<String>,
+        /// Problem when a mount's inode usage is above this percentage.
+        #[arg(id = "inodes-threshold", long = "inodes-threshold", env = "NODEPROBE_INODES_THRESHOLD", default_value = "80", value_parser = crate::parse_percent)]
+        pub threshold: f64,
     }
+    schedule: timeout "5s", interval "120s";
 }
 
 /// Inode counts of one file system, as `statvfs` reports them.
@@ -131,20 +107,11 @@ fn statvfs_counts(path: &std::path::Path) -> Result<InodeCounts, String> {
     }
 }
 
-impl Probe for InodesProbe {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn conditions(&self) -> &[ConditionSpec] {
-        std::slice::from_ref(&CONDITION)
-    }
-    fn timeout(&self) -> Duration {
-        self.config.timeout
-    }
-    fn interval(&self) -> Duration {
-        self.config.interval
-    }
-    fn check(&self) -> CheckFuture<'_> {
+crate::probe_impl!(InodesConfig => InodesProbe, "inodes-custom-plugin-monitor", [CONDITION]);
+
+impl InodesProbe {
+    /// One check (what `Probe::check` runs).
+    fn check_once(&self) -> CheckFuture<'_> {
         let targets: Vec<(String, PathBuf)> = self
             .config
             .mounts
@@ -173,6 +140,7 @@ impl Probe for InodesProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Probe;
 
     fn c(total: u64, free: u64) -> Result<InodeCounts, String> {
         Ok(InodeCounts { total, free })

@@ -8,25 +8,32 @@
 pub mod clients;
 pub mod findings;
 pub mod host;
-pub mod inodes;
 pub mod logs;
-pub mod network;
-pub mod ntp;
-pub mod pid_pressure;
 pub mod registry;
-pub mod runtime;
-pub mod spot;
 pub(crate) mod sys;
+#[cfg(test)]
+mod testing;
+pub mod timefmt;
 
 pub use sys::release_code_pages;
-pub mod systemd;
-pub mod timefmt;
+
+// The probes, in report order (see `registry`): one line each.
+probe_table! {
+    inodes: inodes::InodesConfig,
+    pid_pressure: pid_pressure::PidPressureConfig,
+    systemd: systemd::SystemdConfig,
+    ntp: ntp::NtpConfig,
+    runtime: runtime::RuntimeConfig,
+    spot: spot::SpotConfig,
+    network: network::NetworkConfig,
+}
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 pub use host::HostPaths;
+pub use registry::{ProbeDecl, ProbeSettings};
 
 /// The node condition a probe owns, with the names users already know (NPD polarity:
 /// `True` means the problem is present).
@@ -42,6 +49,32 @@ pub struct ConditionSpec {
     pub problem_reason: &'static str,
     /// Reason of the temporary event emitted once when the condition turns `True`, if any.
     pub problem_event: Option<&'static str>,
+}
+
+impl ConditionSpec {
+    /// A condition without a problem event.
+    pub const fn new(
+        condition: &'static str,
+        healthy_reason: &'static str,
+        healthy_message: &'static str,
+        problem_reason: &'static str,
+    ) -> Self {
+        ConditionSpec {
+            condition,
+            healthy_reason,
+            healthy_message,
+            problem_reason,
+            problem_event: None,
+        }
+    }
+
+    /// The same, with a temporary event `reason` when it turns `True`.
+    pub const fn with_problem_event(self, reason: &'static str) -> Self {
+        ConditionSpec {
+            problem_event: Some(reason),
+            ..self
+        }
+    }
 }
 
 /// The result of one check of one condition.
@@ -145,10 +178,16 @@ pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Findings> + Send + 'a>>;
 /// [`blocking`]. It need not enforce its own deadline: [`run_probe`] does, and a check
 /// that overruns it reports `Unknown` for every condition it owns.
 pub trait Probe: Send + Sync {
+    /// The probe's declaration: name, event source, conditions.
+    fn decl(&self) -> &'static ProbeDecl;
     /// Stable name used by `--probes` / `--disable-probes`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.decl().name
+    }
     /// The conditions this probe owns, in report order.
-    fn conditions(&self) -> &[ConditionSpec];
+    fn conditions(&self) -> &[ConditionSpec] {
+        self.decl().conditions
+    }
     /// Deadline of one check.
     fn timeout(&self) -> Duration;
     /// Period between checks in daemon mode.
@@ -157,12 +196,48 @@ pub trait Probe: Send + Sync {
     fn check(&self) -> CheckFuture<'_>;
 }
 
+/// A probe whose check is a function (scripted checks, tests).
+pub struct FnProbe {
+    pub decl: &'static ProbeDecl,
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub check: Box<dyn Fn() -> CheckFuture<'static> + Send + Sync>,
+}
+
+impl Probe for FnProbe {
+    fn decl(&self) -> &'static ProbeDecl {
+        self.decl
+    }
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+    fn check(&self) -> CheckFuture<'_> {
+        (self.check)()
+    }
+}
+
 /// The result of running one probe once, under its deadline.
 #[derive(Debug, Clone)]
 pub struct ProbeRun {
     pub probe: &'static str,
+    /// Event `source.component` of its events.
+    pub source: &'static str,
     pub findings: Findings,
     pub duration: Duration,
+}
+
+impl ProbeRun {
+    fn of(probe: &dyn Probe, findings: Findings, started: Instant) -> Self {
+        ProbeRun {
+            probe: probe.name(),
+            source: probe.decl().source,
+            findings,
+            duration: started.elapsed(),
+        }
+    }
 }
 
 /// Run `probe` once under its own deadline. Never fails: a timeout becomes `Unknown`
@@ -174,11 +249,7 @@ pub async fn run_probe(probe: &dyn Probe) -> ProbeRun {
         Ok(findings) => findings,
         Err(_) => all_unknown(probe, &timed_out(probe)),
     };
-    ProbeRun {
-        probe: probe.name(),
-        findings,
-        duration: started.elapsed(),
-    }
+    ProbeRun::of(probe, findings, started)
 }
 
 fn timed_out(probe: &dyn Probe) -> String {
@@ -258,11 +329,7 @@ impl PeriodicProbe {
                 "{} check not started: the previous check is still running (stuck since {since})",
                 probe.name()
             );
-            return ProbeRun {
-                probe: probe.name(),
-                findings: all_unknown(probe, &error),
-                duration: started.elapsed(),
-            };
+            return ProbeRun::of(probe, all_unknown(probe, &error), started);
         }
         let since = std::time::SystemTime::now();
         let check = IN_FLIGHT.scope(std::sync::Arc::clone(&self.in_flight), probe.check());
@@ -273,11 +340,7 @@ impl PeriodicProbe {
                 all_unknown(probe, &timed_out(probe))
             }
         };
-        ProbeRun {
-            probe: probe.name(),
-            findings,
-            duration: started.elapsed(),
-        }
+        ProbeRun::of(probe, findings, started)
     }
 }
 
@@ -367,40 +430,41 @@ pub fn parse_percent(s: &str) -> Result<f64, String> {
 mod tests {
     use super::*;
 
-    const SPEC: ConditionSpec = ConditionSpec {
-        condition: "TestCondition",
-        healthy_reason: "TestIsFine",
-        healthy_message: "test is fine",
-        problem_reason: "TestIsBroken",
-        problem_event: None,
+    const SPEC: ConditionSpec = ConditionSpec::new(
+        "TestCondition",
+        "TestIsFine",
+        "test is fine",
+        "TestIsBroken",
+    );
+
+    /// A test probe declared by `decl` whose check is `check` (deadline 50 ms).
+    fn scripted(
+        decl: &'static ProbeDecl,
+        check: impl Fn() -> CheckFuture<'static> + Send + Sync + 'static,
+    ) -> FnProbe {
+        FnProbe {
+            decl,
+            timeout: Duration::from_millis(50),
+            interval: Duration::from_secs(1),
+            check: Box::new(check),
+        }
+    }
+
+    const SLEEPY: ProbeDecl = ProbeDecl {
+        name: "sleepy",
+        source: "sleepy-custom-plugin-monitor",
+        conditions: &[SPEC],
     };
 
-    struct Sleepy;
-    impl Probe for Sleepy {
-        fn name(&self) -> &'static str {
-            "sleepy"
-        }
-        fn conditions(&self) -> &[ConditionSpec] {
-            std::slice::from_ref(&SPEC)
-        }
-        fn timeout(&self) -> Duration {
-            Duration::from_millis(50)
-        }
-        fn interval(&self) -> Duration {
-            Duration::from_secs(1)
-        }
-        fn check(&self) -> CheckFuture<'_> {
+    #[tokio::test]
+    async fn deadline_turns_a_hung_check_into_unknown() {
+        let sleepy = scripted(&SLEEPY, || {
             Box::pin(async {
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 single(SPEC, Outcome::ok())
             })
-        }
-    }
-
-    #[tokio::test]
-    async fn deadline_turns_a_hung_check_into_unknown() {
-        let run = run_probe(&Sleepy).await;
-        assert!(run.duration < Duration::from_secs(5));
+        });
+        let run = run_probe(&sleepy).await;
         assert_eq!(run.findings.len(), 1);
         match &run.findings[0].outcome {
             Outcome::Unknown { error } => {
@@ -410,30 +474,24 @@ mod tests {
         }
     }
 
-    /// A probe whose blocking work waits on a channel (a statvfs on a hung mount).
-    struct Hung {
-        rx: std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>,
-        checks: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-        threads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    }
-    impl Probe for Hung {
-        fn name(&self) -> &'static str {
-            "hung"
-        }
-        fn conditions(&self) -> &[ConditionSpec] {
-            std::slice::from_ref(&SPEC)
-        }
-        fn timeout(&self) -> Duration {
-            Duration::from_millis(50)
-        }
-        fn interval(&self) -> Duration {
-            Duration::from_secs(1)
-        }
-        fn check(&self) -> CheckFuture<'_> {
-            use std::sync::atomic::Ordering;
-            self.checks.fetch_add(1, Ordering::SeqCst);
-            let rx = std::sync::Arc::clone(&self.rx);
-            let threads = std::sync::Arc::clone(&self.threads);
+    const HUNG: ProbeDecl = ProbeDecl {
+        name: "hung",
+        source: "hung-custom-plugin-monitor",
+        conditions: &[SPEC],
+    };
+
+    #[tokio::test]
+    async fn a_stuck_blocking_call_is_not_started_again() {
+        use std::sync::atomic::Ordering;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let checks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // Its blocking work waits on a channel (a statvfs on a hung mount).
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let (c, t) = (checks.clone(), threads.clone());
+        let hung = scripted(&HUNG, move || {
+            c.fetch_add(1, Ordering::SeqCst);
+            let (rx, threads) = (std::sync::Arc::clone(&rx), std::sync::Arc::clone(&t));
             Box::pin(async move {
                 let got = blocking(move || {
                     threads.fetch_add(1, Ordering::SeqCst);
@@ -446,20 +504,8 @@ mod tests {
                     other => single(SPEC, Outcome::unknown(format!("{other:?}"))),
                 }
             })
-        }
-    }
-
-    #[tokio::test]
-    async fn a_stuck_blocking_call_is_not_started_again() {
-        use std::sync::atomic::Ordering;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let checks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let threads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut p = PeriodicProbe::new(std::sync::Arc::new(Hung {
-            rx: std::sync::Arc::new(std::sync::Mutex::new(rx)),
-            checks: checks.clone(),
-            threads: threads.clone(),
-        }));
+        });
+        let mut p = PeriodicProbe::new(std::sync::Arc::new(hung));
         let unknown = |run: &ProbeRun| match &run.findings[..] {
             [Finding {
                 outcome: Outcome::Unknown { error },
@@ -479,7 +525,6 @@ mod tests {
                 ),
                 "{error}"
             );
-            assert!(again.duration < Duration::from_millis(50));
         }
         assert_eq!(checks.load(Ordering::SeqCst), 1, "no second check started");
         assert_eq!(threads.load(Ordering::SeqCst), 1, "no second blocking call");

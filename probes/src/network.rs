@@ -30,17 +30,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::clients::dns::{self, Resolution};
-use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe};
+use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome};
 
-pub const NAME: &str = "network";
-
-pub const CONDITION: ConditionSpec = ConditionSpec {
-    condition: "NetworkProblem",
-    healthy_reason: "NodeHasNoNetworkProblem",
-    healthy_message: "node has no network problem",
-    problem_reason: "NodeHasNetworkProblem",
-    problem_event: None,
-};
+pub const CONDITION: ConditionSpec = ConditionSpec::new("NetworkProblem", "NodeHasNoNetworkProblem", "node has no network problem", "NodeHasNetworkProblem");
 
 pub const REASON_CONNTRACK: &str = "ConntrackTableFull";
 pub const REASON_NO_ROUTE: &str = "NoDefaultRoute";
@@ -64,48 +56,30 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-/// Settings of the network probe.
-#[derive(Debug, Clone, clap::Args)]
-pub struct NetworkConfig {
-    /// Problem when the conntrack table is fuller than this percentage.
-    #[arg(id = "network-conntrack-threshold", long = "network-conntrack-threshold", env = "NODEPROBE_NETWORK_CONNTRACK_THRESHOLD", default_value = "90", value_parser = crate::parse_percent)]
-    pub conntrack_threshold: f64,
-    /// Problem when there is neither an IPv4 nor an IPv6 default route.
-    #[arg(id = "network-require-default-route", long = "network-require-default-route", env = "NODEPROBE_NETWORK_REQUIRE_DEFAULT_ROUTE", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
-    pub require_default_route: bool,
-    /// Name to resolve (A/AAAA, as given, no search list); the DNS check is off without it.
-    #[arg(id = "network-dns-name", long = "network-dns-name", env = "NODEPROBE_NETWORK_DNS_NAME", value_parser = parse_dns_name)]
-    pub dns_name: Option<String>,
-    /// Nameserver ip:port instead of those of <host-root>/etc/resolv.conf.
-    #[arg(
-        id = "network-dns-server",
-        long = "network-dns-server",
-        env = "NODEPROBE_NETWORK_DNS_SERVER"
-    )]
-    pub dns_server: Option<SocketAddr>,
-    /// Deadline of the DNS answer from each nameserver.
-    #[arg(id = "network-dns-timeout", long = "network-dns-timeout", env = "NODEPROBE_NETWORK_DNS_TIMEOUT", default_value = "2s", value_parser = crate::parse_duration)]
-    pub dns_timeout: Duration,
-    /// Deadline of one check.
-    #[arg(id = "network-timeout", long = "network-timeout", env = "NODEPROBE_NETWORK_TIMEOUT", default_value = "30s", value_parser = crate::parse_duration)]
-    pub timeout: Duration,
-    /// Period between checks in daemon mode.
-    #[arg(id = "network-interval", long = "network-interval", env = "NODEPROBE_NETWORK_INTERVAL", default_value = "60s", value_parser = crate::parse_duration)]
-    pub interval: Duration,
-}
-
-impl Default for NetworkConfig {
-    fn default() -> Self {
-        NetworkConfig {
-            conntrack_threshold: 90.0,
-            require_default_route: true,
-            dns_name: None,
-            dns_server: None,
-            dns_timeout: Duration::from_secs(2),
-            timeout: Duration::from_secs(30),
-            interval: Duration::from_secs(60),
-        }
+crate::probe_settings! {
+    /// Settings of the network probe.
+    pub struct NetworkConfig for "network" ("NETWORK") {
+        /// Problem when the conntrack table is fuller than this percentage.
+        #[arg(id = "network-conntrack-threshold", long = "network-conntrack-threshold", env = "NODEPROBE_NETWORK_CONNTRACK_THRESHOLD", default_value = "90", value_parser = crate::parse_percent)]
+        pub conntrack_threshold: f64,
+        /// Problem when there is neither an IPv4 nor an IPv6 default route.
+        #[arg(id = "network-require-default-route", long = "network-require-default-route", env = "NODEPROBE_NETWORK_REQUIRE_DEFAULT_ROUTE", default_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+        pub require_default_route: bool,
+        /// Name to resolve (A/AAAA, as given, no search list); the DNS check is off without it.
+        #[arg(id = "network-dns-name", long = "network-dns-name", env = "NODEPROBE_NETWORK_DNS_NAME", value_parser = parse_dns_name)]
+        pub dns_name: Option<String>,
+        /// Nameserver ip:port instead of those of <host-root>/etc/resolv.conf.
+        #[arg(
+            id = "network-dns-server",
+            long = "network-dns-server",
+            env = "NODEPROBE_NETWORK_DNS_SERVER"
+        )]
+        pub dns_server: Option<SocketAddr>,
+        /// Deadline of the DNS answer from each nameserver.
+        #[arg(id = "network-dns-timeout", long = "network-dns-timeout", env = "NODEPROBE_NETWORK_DNS_TIMEOUT", default_value = "2s", value_parser = crate::parse_duration)]
+        pub dns_timeout: Duration,
     }
+    schedule: timeout "30s", interval "60s";
 }
 
 /// The verdict of one check.
@@ -309,20 +283,10 @@ fn host_nameservers(host: &HostPaths) -> Result<Vec<SocketAddr>, String> {
         .map_err(|e| format!("read {}: {e}", path.display()))
 }
 
-fn dns_id_seed() -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (nanos ^ std::process::id().rotate_left(16)) as u16
-}
-
 async fn check_dns(name: &str, servers: Vec<SocketAddr>, timeout: Duration) -> Check {
     let mut failures = Vec::new();
-    let seed = dns_id_seed();
-    for (i, server) in servers.iter().enumerate() {
-        let id = seed.wrapping_add((i as u16).wrapping_mul(2));
-        match dns::resolve(*server, name, timeout, id).await {
+    for server in &servers {
+        match dns::resolve(*server, name, timeout).await {
             Ok(Resolution::Addresses(a)) => {
                 return Check::Pass(format!(
                     "dns: {name} resolves to {} via {server}",
@@ -371,20 +335,11 @@ impl NetworkProbe {
     }
 }
 
-impl Probe for NetworkProbe {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn conditions(&self) -> &[ConditionSpec] {
-        std::slice::from_ref(&CONDITION)
-    }
-    fn timeout(&self) -> Duration {
-        self.config.timeout
-    }
-    fn interval(&self) -> Duration {
-        self.config.interval
-    }
-    fn check(&self) -> CheckFuture<'_> {
+crate::probe_impl!(NetworkConfig => NetworkProbe, "network-problem-custom-plugin-monitor", [CONDITION]);
+
+impl NetworkProbe {
+    /// One check (what `Probe::check` runs).
+    fn check_once(&self) -> CheckFuture<'_> {
         let proc_root = self.host.proc();
         let threshold = self.config.conntrack_threshold;
         let routes = self.config.require_default_route;
@@ -422,6 +377,7 @@ impl Probe for NetworkProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Probe;
 
     // From a real host: default via eth0, a link route, and a reject default on another table
     // would not appear here (main table only).

@@ -8,10 +8,14 @@
 //! - which time daemon is active, over D-Bus (`--ntp-units`, default chronyd/chrony,
 //!   ntpd/ntp/ntpsec, systemd-timesyncd: unit names differ by distro).
 //!
+//! The kernel's answer wins: a clock the kernel calls synchronised with a maximum error
+//! within `--ntp-max-error` is healthy whatever runs (ptp4l/phc2sys, a vendor agent or any
+//! daemon outside `--ntp-units` disciplines it); a missing daemon is then only noted.
+//!
 //! Problems (reason NodeHasNTPProblem; the message says which):
-//! - **no time daemon active** (none of the units is `active` or `reloading`, or being
-//!   started: `activating` other than a crash loop's `auto-restart`; the kernel state is
-//!   added);
+//! - **no time daemon active** while the clock is not synchronised within the bound (none
+//!   of the units is `active` or `reloading`, or being started: `activating` other than a
+//!   crash loop's `auto-restart`; the kernel state is added);
 //! - **clock not synchronised for longer than `--ntp-grace`**;
 //! - **maximum error above `--ntp-max-error`** while the kernel calls the clock synchronised
 //!   (an unsynchronised kernel pins maxerror at 16 s, which says nothing more).
@@ -38,17 +42,9 @@ use std::time::Duration;
 use crate::clients::systemd::{
     dbus_budget, system_bus_address, SystemdClient, SystemdError, UnitState,
 };
-use crate::{humanize, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe};
+use crate::{humanize, single, CheckFuture, ConditionSpec, HostPaths, Outcome};
 
-pub const NAME: &str = "ntp";
-
-pub const CONDITION: ConditionSpec = ConditionSpec {
-    condition: "NTPProblem",
-    healthy_reason: "NodeHasNoNTPProblem",
-    healthy_message: "node has no NTP problem",
-    problem_reason: "NodeHasNTPProblem",
-    problem_event: None,
-};
+pub const CONDITION: ConditionSpec = ConditionSpec::new("NTPProblem", "NodeHasNoNTPProblem", "node has no NTP problem", "NodeHasNTPProblem");
 
 /// The default time daemon units, in the order they are reported.
 pub const DEFAULT_UNITS: &[&str] = &[
@@ -67,43 +63,29 @@ pub const STA_CLOCKERR: i32 = 0x1000;
 /// `adjtimex` return value `TIME_ERROR`: clock not synchronised.
 pub const TIME_ERROR: i32 = 5;
 
-/// Settings of the ntp probe (flags and env twins).
-#[derive(Debug, Clone, clap::Args)]
-pub struct NtpConfig {
-    /// Time daemon units, comma-separated; any one active is enough.
-    #[arg(
-        id = "ntp-units",
-        long = "ntp-units",
-        env = "NODEPROBE_NTP_UNITS",
-        value_delimiter = ',',
-        default_value = "chronyd.service,chrony.service,ntpd.service,ntp.service,ntpsec.service,systemd-timesyncd.service"
-    )]
-    pub units: Vec<String>,
-    /// How long the clock may stay unsynchronised after the time daemon (re)started or the
-    /// clock was stepped before it is a problem.
-    #[arg(id = "ntp-grace", long = "ntp-grace", env = "NODEPROBE_NTP_GRACE", default_value = "10m", value_parser = crate::parse_duration)]
-    pub grace: Duration,
-    /// Problem when the kernel's maximum clock error is above this while synchronised.
-    #[arg(id = "ntp-max-error", long = "ntp-max-error", env = "NODEPROBE_NTP_MAX_ERROR", default_value = "1s", value_parser = crate::parse_duration)]
-    pub max_error: Duration,
-    /// Deadline of one check (D-Bus included).
-    #[arg(id = "ntp-timeout", long = "ntp-timeout", env = "NODEPROBE_NTP_TIMEOUT", default_value = "10s", value_parser = crate::parse_duration)]
-    pub timeout: Duration,
-    /// Period between checks in daemon mode.
-    #[arg(id = "ntp-interval", long = "ntp-interval", env = "NODEPROBE_NTP_INTERVAL", default_value = "60s", value_parser = crate::parse_duration)]
-    pub interval: Duration,
-}
-
-impl Default for NtpConfig {
-    fn default() -> Self {
-        NtpConfig {
-            units: DEFAULT_UNITS.iter().map(|u| u.to_string()).collect(),
-            grace: Duration::from_secs(600),
-            max_error: Duration::from_secs(1),
-            timeout: Duration::from_secs(10),
-            interval: Duration::from_secs(60),
-        }
+crate::probe_settings! {
+    /// Settings of the ntp probe (flags and env twins).
+    pub struct NtpConfig for "ntp" ("NTP") {
+        /// Time daemon units, comma-separated; any one active is enough.
+        #[arg(
+            id = "ntp-units",
+            long = "ntp-units",
+            env = "NODEPROBE_NTP_UNITS",
+            value_delimiter = ',',
+            default_value = "chronyd.service,chrony.service,ntpd.service,ntp.service,ntpsec.service,systemd-timesyncd.service"
+        )]
+        pub units: Vec<String>,
+        /// How long the clock may stay unsynchronised after the time daemon (re)started or the
+        /// clock was stepped before it is a problem.
+        #[arg(id = "ntp-grace", long = "ntp-grace", env = "NODEPROBE_NTP_GRACE", default_value = "10m", value_parser = crate::parse_duration)]
+        pub grace: Duration,
+        /// Problem when the kernel's maximum clock error is above this while synchronised.
+        #[arg(id = "ntp-max-error", long = "ntp-max-error", env = "NODEPROBE_NTP_MAX_ERROR", default_value = "1s", value_parser = crate::parse_duration)]
+        pub max_error: Duration,
     }
+    schedule:
+        /// Deadline of one check (D-Bus included).
+        timeout "10s", interval "60s";
 }
 
 /// The kernel's clock discipline state, decoded.
@@ -232,6 +214,7 @@ pub fn evaluate(i: &NtpInputs) -> Outcome {
     // Active daemons with the time they became active; one being started (not a crash
     // loop's `auto-restart`) counts as active from now, so a restart does not flap.
     let mut active: Vec<(&UnitState, u64)> = Vec::new();
+    let mut no_daemon: Option<String> = None;
     match &i.units {
         Ok(units) => {
             let mut seen = Vec::new();
@@ -259,7 +242,7 @@ pub fn evaluate(i: &NtpInputs) -> Outcome {
                         }
                     })
                     .collect();
-                problems.push(format!("no time daemon active ({})", states.join(", ")));
+                no_daemon = Some(format!("no time daemon active ({})", states.join(", ")));
             }
         }
         Err(e) => notes.push(format!("time daemons not checked: {e}")),
@@ -277,9 +260,14 @@ pub fn evaluate(i: &NtpInputs) -> Outcome {
         .copied();
 
     match &i.kernel {
-        Err(e) => unknowns.push(format!("cannot read the kernel clock state: {e}")),
+        Err(e) => {
+            // the kernel cannot vouch for the clock: a missing daemon stays a problem
+            problems.extend(no_daemon.take());
+            unknowns.push(format!("cannot read the kernel clock state: {e}"))
+        }
         Ok(k) if k.synced => {
             if k.maxerror > i.max_error {
+                problems.extend(no_daemon.take());
                 problems.push(format!(
                     "clock maximum error {} exceeds {} ({})",
                     humanize(k.maxerror),
@@ -288,6 +276,9 @@ pub fn evaluate(i: &NtpInputs) -> Outcome {
                 ));
             } else {
                 notes.insert(0, format!("clock synchronised ({})", k.describe()));
+                if let Some(n) = no_daemon.take() {
+                    notes.push(format!("{n}: the clock is disciplined by something else"));
+                }
             }
         }
         Ok(k) if !active.is_empty() => {
@@ -339,7 +330,8 @@ pub fn evaluate(i: &NtpInputs) -> Outcome {
             }
         }
         Ok(k) if i.units.is_ok() => {
-            // No daemon active: already a problem; say what the kernel says.
+            // No daemon active and the kernel not synchronised.
+            problems.extend(no_daemon.take());
             problems.push(format!("clock not synchronised ({})", k.describe()));
         }
         Ok(k) => {
@@ -449,20 +441,11 @@ impl NtpProbe {
     }
 }
 
-impl Probe for NtpProbe {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn conditions(&self) -> &[ConditionSpec] {
-        std::slice::from_ref(&CONDITION)
-    }
-    fn timeout(&self) -> Duration {
-        self.config.timeout
-    }
-    fn interval(&self) -> Duration {
-        self.config.interval
-    }
-    fn check(&self) -> CheckFuture<'_> {
+crate::probe_impl!(NtpConfig => NtpProbe, "ntp-problem-custom-plugin-monitor", [CONDITION]);
+
+impl NtpProbe {
+    /// One check (what `Probe::check` runs).
+    fn check_once(&self) -> CheckFuture<'_> {
         Box::pin(async move {
             let units = self.units().await;
             let kernel = read_kernel_clock();
@@ -606,14 +589,29 @@ mod tests {
                 "no time daemon active (chronyd.service not found, ntpd.service failed); clock not synchronised (STA_UNSYNC, state TIME_ERROR, maxerror 16s, esterror 16s)"
             )
         );
-        // Even a still-synchronised kernel does not stay so without a daemon.
+        // Over the error bound: both said.
         let units = Ok(vec![unit("chronyd.service", "loaded", "inactive", 0)]);
-        match evaluate(&inputs(synced(1000), units, 5000)) {
-            Outcome::Problem { message, .. } => {
-                assert_eq!(message, "no time daemon active (chronyd.service inactive)")
-            }
+        match evaluate(&inputs(synced(2_500_000), units, 5000)) {
+            Outcome::Problem { message, .. } => assert!(
+                message.starts_with(
+                    "no time daemon active (chronyd.service inactive); clock maximum error 2500ms"
+                ),
+                "{message}"
+            ),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_kernel_synchronised_within_the_bound_wins_whatever_runs() {
+        // ptp4l/phc2sys or a vendor agent outside --ntp-units keeps the clock right.
+        let units = Ok(vec![unit("chronyd.service", "loaded", "inactive", 0)]);
+        assert_eq!(
+            evaluate(&inputs(synced(1000), units, 5000)),
+            Outcome::ok_with(
+                "clock synchronised (state TIME_OK, maxerror 1ms, esterror 1ms); no time daemon active (chronyd.service inactive): the clock is disciplined by something else"
+            )
+        );
     }
 
     #[test]

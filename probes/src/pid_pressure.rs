@@ -3,42 +3,19 @@
 //! counted processes and ignored threads-max.
 
 use std::path::Path;
-use std::time::Duration;
 
-use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe};
+use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome};
 
-pub const NAME: &str = "pid-pressure";
+pub const CONDITION: ConditionSpec = ConditionSpec::new("PidPressure", "NodeHasSufficientPID", "node has sufficient PID available", "RunningOutOfPID");
 
-pub const CONDITION: ConditionSpec = ConditionSpec {
-    condition: "PidPressure",
-    healthy_reason: "NodeHasSufficientPID",
-    healthy_message: "node has sufficient PID available",
-    problem_reason: "RunningOutOfPID",
-    problem_event: None,
-};
-
-/// Settings of the pid-pressure probe.
-#[derive(Debug, Clone, clap::Args)]
-pub struct PidPressureConfig {
-    /// Problem when tasks exceed this percentage of min(pid_max, threads-max).
-    #[arg(id = "pid-pressure-threshold", long = "pid-pressure-threshold", env = "NODEPROBE_PID_PRESSURE_THRESHOLD", default_value = "85", value_parser = crate::parse_percent)]
-    pub threshold: f64,
-    /// Deadline of one check.
-    #[arg(id = "pid-pressure-timeout", long = "pid-pressure-timeout", env = "NODEPROBE_PID_PRESSURE_TIMEOUT", default_value = "5s", value_parser = crate::parse_duration)]
-    pub timeout: Duration,
-    /// Period between checks in daemon mode.
-    #[arg(id = "pid-pressure-interval", long = "pid-pressure-interval", env = "NODEPROBE_PID_PRESSURE_INTERVAL", default_value = "60s", value_parser = crate::parse_duration)]
-    pub interval: Duration,
-}
-
-impl Default for PidPressureConfig {
-    fn default() -> Self {
-        PidPressureConfig {
-            threshold: 85.0,
-            timeout: Duration::from_secs(5),
-            interval: Duration::from_secs(60),
-        }
+crate::probe_settings! {
+    /// Settings of the pid-pressure probe.
+    pub struct PidPressureConfig for "pid-pressure" ("PID_PRESSURE") {
+        /// Problem when tasks exceed this percentage of min(pid_max, threads-max).
+        #[arg(id = "pid-pressure-threshold", long = "pid-pressure-threshold", env = "NODEPROBE_PID_PRESSURE_THRESHOLD", default_value = "85", value_parser = crate::parse_percent)]
+        pub threshold: f64,
     }
+    schedule: timeout "5s", interval "60s";
 }
 
 /// What the probe measured.
@@ -137,20 +114,11 @@ impl PidPressureProbe {
     }
 }
 
-impl Probe for PidPressureProbe {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn conditions(&self) -> &[ConditionSpec] {
-        std::slice::from_ref(&CONDITION)
-    }
-    fn timeout(&self) -> Duration {
-        self.config.timeout
-    }
-    fn interval(&self) -> Duration {
-        self.config.interval
-    }
-    fn check(&self) -> CheckFuture<'_> {
+crate::probe_impl!(PidPressureConfig => PidPressureProbe, "pid-pressure-problem-custom-plugin-monitor", [CONDITION]);
+
+impl PidPressureProbe {
+    /// One check (what `Probe::check` runs).
+    fn check_once(&self) -> CheckFuture<'_> {
         let proc_root = self.host.proc();
         let threshold = self.config.threshold;
         Box::pin(async move {

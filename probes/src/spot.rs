@@ -20,17 +20,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::clients::metadata::{BaseUrl, MetadataClient, MetadataError, Response};
-use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe};
+use crate::{blocking, single, CheckFuture, ConditionSpec, HostPaths, Outcome};
 
-pub const NAME: &str = "spot";
-
-pub const CONDITION: ConditionSpec = ConditionSpec {
-    condition: "InstanceExpired",
-    healthy_reason: "InstanceNotToBeTerminated",
-    healthy_message: "instance is not going to be terminated",
-    problem_reason: "InstanceToBeTerminated",
-    problem_event: Some("InstanceToBeTerminated"),
-};
+pub const CONDITION: ConditionSpec = ConditionSpec::new("InstanceExpired", "InstanceNotToBeTerminated", "instance is not going to be terminated", "InstanceToBeTerminated").with_problem_event("InstanceToBeTerminated");
 
 /// Which cloud's metadata service to ask (`--cloud`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -102,36 +94,20 @@ fn parse_endpoint(s: &str) -> Result<BaseUrl, String> {
     BaseUrl::parse(s).map_err(|e| e.to_string())
 }
 
-/// Settings of the spot probe.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SpotConfig {
-    /// Cloud whose termination notices to watch; auto detects it from DMI under the host root.
-    #[arg(id = "cloud", long = "cloud", env = "NODEPROBE_CLOUD", value_enum, default_value_t = CloudSetting::Auto)]
-    pub cloud: CloudSetting,
-    /// Base URL of the metadata service instead of the cloud's own (tests, proxies).
-    #[arg(id = "metadata-endpoint", long = "metadata-endpoint", env = "NODEPROBE_METADATA_ENDPOINT", value_parser = parse_endpoint)]
-    pub metadata_endpoint: Option<BaseUrl>,
-    /// Deadline of each metadata HTTP request (connect, send and the whole answer).
-    #[arg(id = "spot-request-timeout", long = "spot-request-timeout", env = "NODEPROBE_SPOT_REQUEST_TIMEOUT", default_value = "5s", value_parser = crate::parse_duration)]
-    pub request_timeout: Duration,
-    /// Deadline of one check.
-    #[arg(id = "spot-timeout", long = "spot-timeout", env = "NODEPROBE_SPOT_TIMEOUT", default_value = "30s", value_parser = crate::parse_duration)]
-    pub timeout: Duration,
-    /// Period between checks in daemon mode.
-    #[arg(id = "spot-interval", long = "spot-interval", env = "NODEPROBE_SPOT_INTERVAL", default_value = "60s", value_parser = crate::parse_duration)]
-    pub interval: Duration,
-}
-
-impl Default for SpotConfig {
-    fn default() -> Self {
-        SpotConfig {
-            cloud: CloudSetting::Auto,
-            metadata_endpoint: None,
-            request_timeout: Duration::from_secs(5),
-            timeout: Duration::from_secs(30),
-            interval: Duration::from_secs(60),
-        }
+crate::probe_settings! {
+    /// Settings of the spot probe.
+    pub struct SpotConfig for "spot" ("SPOT") {
+        /// Cloud whose termination notices to watch; auto detects it from DMI under the host root.
+        #[arg(id = "cloud", long = "cloud", env = "NODEPROBE_CLOUD", value_enum, default_value_t = CloudSetting::Auto)]
+        pub cloud: CloudSetting,
+        /// Base URL of the metadata service instead of the cloud's own (tests, proxies).
+        #[arg(id = "metadata-endpoint", long = "metadata-endpoint", env = "NODEPROBE_METADATA_ENDPOINT", value_parser = parse_endpoint)]
+        pub metadata_endpoint: Option<BaseUrl>,
+        /// Deadline of each metadata HTTP request (connect, send and the whole answer).
+        #[arg(id = "spot-request-timeout", long = "spot-request-timeout", env = "NODEPROBE_SPOT_REQUEST_TIMEOUT", default_value = "5s", value_parser = crate::parse_duration)]
+        pub request_timeout: Duration,
     }
+    schedule: timeout "30s", interval "60s";
 }
 
 // === cloud detection ===
@@ -197,66 +173,21 @@ pub fn detect_cloud(dmi: &Dmi) -> Option<Cloud> {
     }
 }
 
-// === time parsing (pure) ===
+// === time parsing (pure; calendar arithmetic is jiff's) ===
 
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
-}
-
-fn civil_to_unix(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<i64> {
-    if !(1970..=9999).contains(&y)
-        || !(1..=12).contains(&mo)
-        || d == 0
-        || d > days_in_month(y, mo)
-        || h > 23
-        || mi > 59
-        || s > 60
-    {
-        return None;
-    }
-    Some(
-        crate::timefmt::days_from_civil(y, mo, d) * 86400
-            + i64::from(h) * 3600
-            + i64::from(mi) * 60
-            + i64::from(s.min(59)),
-    )
-}
-
-fn num<T: std::str::FromStr>(s: &str, len: usize) -> Option<T> {
-    if s.len() == len && s.bytes().all(|b| b.is_ascii_digit()) {
-        s.parse().ok()
-    } else {
-        None
-    }
-}
+/// The latest Unix second with a four-digit year.
+const MAX_UNIX: i64 = 253_402_300_799;
 
 /// `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|±HH:MM|±HHMM]`; without a zone, `default_offset_secs`
-/// applies. Returns Unix seconds (UTC).
+/// applies. Returns Unix seconds (UTC), from 1970 to 9999.
 pub fn parse_datetime(s: &str, default_offset_secs: i64) -> Option<i64> {
+    use crate::timefmt::{civil, tz, Timestamp};
     let s = s.trim();
-    if s.len() < 19 || !s.is_ascii() {
+    if s.len() < 19 || !s.is_ascii() || !matches!(s.as_bytes()[10], b'T' | b't' | b' ') {
         return None;
     }
-    let (date, rest) = s.split_at(10);
-    let sep = rest.as_bytes()[0];
-    if !matches!(sep, b'T' | b't' | b' ') {
-        return None;
-    }
-    let (time, mut zone) = rest[1..].split_at(8);
-    let y: i64 = num(&date[0..4], 4)?;
-    let mo: u32 = num(&date[5..7], 2)?;
-    let d: u32 = num(&date[8..10], 2)?;
-    if &date[4..5] != "-" || &date[7..8] != "-" || &time[2..3] != ":" || &time[5..6] != ":" {
-        return None;
-    }
-    let h: u32 = num(&time[0..2], 2)?;
-    let mi: u32 = num(&time[3..5], 2)?;
-    let sec: u32 = num(&time[6..8], 2)?;
+    let iso = format!("{}T{}", &s[..10], &s[11..]);
+    let mut zone = &s[19..];
     if let Some(frac) = zone.strip_prefix('.') {
         let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
@@ -264,81 +195,32 @@ pub fn parse_datetime(s: &str, default_offset_secs: i64) -> Option<i64> {
         }
         zone = &frac[digits..];
     }
-    let offset = match zone {
-        "" => default_offset_secs,
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match zone.as_bytes()[0] {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let z = zone[1..].replace(':', "");
-            let zh: i64 = num(z.get(0..2)?, 2)?;
-            let zm: i64 = num(z.get(2..)?, 2)?;
-            if z.len() != 4 || zh > 23 || zm > 59 {
-                return None;
-            }
-            sign * (zh * 3600 + zm * 60)
-        }
+    let unix = if zone.is_empty() {
+        // (jiff's civil parser would also take, and ignore, an offset: only without one)
+        let dt: civil::DateTime = iso.parse().ok()?;
+        let offset = tz::Offset::from_seconds(i32::try_from(default_offset_secs).ok()?).ok()?;
+        offset.to_timestamp(dt).ok()?.as_second()
+    } else {
+        iso.parse::<Timestamp>().ok()?.as_second()
     };
-    Some(civil_to_unix(y, mo, d, h, mi, sec)? - offset)
+    (0..=MAX_UNIX).contains(&unix).then_some(unix)
 }
 
-/// RFC 1123 (`Mon, 19 Sep 2016 18:29:47 GMT`), the format of Azure's `NotBefore`.
+/// RFC 1123 (`Mon, 19 Sep 2016 18:29:47 GMT`), the format of Azure's `NotBefore`: UTC only.
 pub fn parse_rfc1123(s: &str) -> Option<i64> {
     let s = s.trim();
-    let rest = match s.split_once(", ") {
-        Some((_weekday, rest)) => rest,
-        None => s,
-    };
-    let parts: Vec<&str> = rest.split_ascii_whitespace().collect();
-    let [day, month, year, time, zone] = parts.as_slice() else {
-        return None;
-    };
-    if !matches!(*zone, "GMT" | "UTC" | "Z" | "+0000") {
-        return None;
-    }
-    const MONTHS: [&str; 12] = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
-    let mo = MONTHS
+    let utc = ["GMT", "UTC", "Z", "+0000"]
         .iter()
-        .position(|m| month.eq_ignore_ascii_case(m))
-        .and_then(|i| u32::try_from(i + 1).ok())?;
-    let d: u32 = if day.len() <= 2 && day.bytes().all(|b| b.is_ascii_digit()) {
-        day.parse().ok()?
-    } else {
-        return None;
-    };
-    let y: i64 = num(year, 4)?;
-    let t: Vec<&str> = time.split(':').collect();
-    let [h, mi, sec] = t.as_slice() else {
-        return None;
-    };
-    civil_to_unix(y, mo, d, num(h, 2)?, num(mi, 2)?, num(sec, 2)?)
+        .find_map(|z| s.strip_suffix(z).filter(|r| r.ends_with(' ')))?;
+    let t = jiff::fmt::rfc2822::parse(&format!("{utc}+0000")).ok()?;
+    Some(t.timestamp().as_second())
 }
 
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format_utc(unix: i64) -> String {
-    let days = unix.div_euclid(86400);
-    let secs = unix.rem_euclid(86400);
-    // Hinnant's civil_from_days.
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    crate::timefmt::Timestamp::from_second(unix)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
 }
 
 // === answers (pure) ===
@@ -624,20 +506,11 @@ impl SpotProbe {
     }
 }
 
-impl Probe for SpotProbe {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn conditions(&self) -> &[ConditionSpec] {
-        std::slice::from_ref(&CONDITION)
-    }
-    fn timeout(&self) -> Duration {
-        self.config.timeout
-    }
-    fn interval(&self) -> Duration {
-        self.config.interval
-    }
-    fn check(&self) -> CheckFuture<'_> {
+crate::probe_impl!(SpotConfig => SpotProbe, "instance_termination_custom_checker", [CONDITION]);
+
+impl SpotProbe {
+    /// One check (what `Probe::check` runs).
+    fn check_once(&self) -> CheckFuture<'_> {
         Box::pin(async move {
             let cloud = match self.config.cloud {
                 CloudSetting::None => {
@@ -687,6 +560,7 @@ impl Probe for SpotProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Probe;
     use bytes::Bytes;
 
     fn resp(status: u16, body: &str) -> Response {
@@ -826,10 +700,11 @@ mod tests {
             parse_rfc1123("19 Sep 2016 18:29:47 GMT").map(format_utc),
             Some("2016-09-19T18:29:47Z".into())
         );
+        // seconds are optional in RFC 2822 (jiff's parser)
+        assert_eq!(parse_rfc1123("Mon, 19 Sep 2016 18:29 UTC"), Some(1474309740));
         for bad in [
             "",
             "Mon, 19 Foo 2016 18:29:47 GMT",
-            "Mon, 19 Sep 2016 18:29 GMT",
             "Mon, 19 Sep 2016 18:29:47 CEST",
         ] {
             assert_eq!(parse_rfc1123(bad), None, "{bad}");
@@ -840,16 +715,8 @@ mod tests {
 
     #[test]
     fn parsers_never_panic_on_garbage() {
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
         let alphabet = b"0123456789-:TZ+. ,GMTSepMon\xff";
-        for _ in 0..20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let len = (x % 32) as usize;
-            let bytes: Vec<u8> = (0..len)
-                .map(|i| alphabet[((x >> (i % 8 * 8)) as usize + i) % alphabet.len()])
-                .collect();
+        for bytes in crate::testing::arbitrary(0x2545_F491_4F6C_DD1D, alphabet, 32, 20_000) {
             let s = String::from_utf8_lossy(&bytes);
             let _ = parse_datetime(&s, 0);
             let _ = parse_rfc1123(&s);

@@ -67,18 +67,6 @@ pub fn klog_read_all(buf: &mut [u8]) -> std::io::Result<usize> {
     Ok((n as usize).min(buf.len()))
 }
 
-/// Register an owned, non-blocking file (e.g. `/dev/kmsg`) with tokio's reactor for
-/// readability.
-pub fn async_fd_readable(
-    file: std::fs::File,
-) -> std::io::Result<tokio::io::unix::AsyncFd<std::fs::File>> {
-    // SAFETY: the `AsyncFd` takes ownership of `file`, so the descriptor it reports is the
-    // one `File` owns: valid, open and unchanged until the `AsyncFd` (and the `File` in it)
-    // is dropped. Nothing else holds or closes this descriptor.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(file, tokio::io::Interest::READABLE) }
-        .map_err(|e| e.into())
-}
-
 /// Drop this program's resident, read-only file pages (code and constants) from its memory:
 /// `madvise(MADV_PAGEOUT)` over every non-writable `PT_LOAD` segment of the executable.
 /// Called once the daemon has settled, so pages used only at start-up (flag parsing, rule

@@ -17,50 +17,29 @@
 //! is only noted in the detail; a bus that cannot be reached or does not
 //! answer within the deadline is Unknown naming the address tried.
 
-use std::time::Duration;
 
 use crate::clients::systemd::{
     dbus_budget, system_bus_address, ListedUnit, SystemdClient, SystemdError,
 };
-use crate::{single, CheckFuture, ConditionSpec, HostPaths, Outcome, Probe};
+use crate::{single, CheckFuture, ConditionSpec, HostPaths, Outcome};
 
-pub const NAME: &str = "systemd";
+pub const CONDITION: ConditionSpec = ConditionSpec::new("SystemdCheck", "NodeHasNoSystemdError", "node has no systemd error", "NodeHasSystemdError");
 
-pub const CONDITION: ConditionSpec = ConditionSpec {
-    condition: "SystemdCheck",
-    healthy_reason: "NodeHasNoSystemdError",
-    healthy_message: "node has no systemd error",
-    problem_reason: "NodeHasSystemdError",
-    problem_event: None,
-};
-
-/// Settings of the systemd probe (flags and env twins).
-#[derive(Debug, Clone, clap::Args)]
-pub struct SystemdConfig {
-    /// Failed units that are not a problem: unit names or globs (`*`, `?`), comma-separated.
-    #[arg(
-        id = "systemd-ignore-units",
-        long = "systemd-ignore-units",
-        env = "NODEPROBE_SYSTEMD_IGNORE_UNITS",
-        value_delimiter = ','
-    )]
-    pub ignore_units: Vec<String>,
-    /// Deadline of one check (connecting to D-Bus and every call included).
-    #[arg(id = "systemd-timeout", long = "systemd-timeout", env = "NODEPROBE_SYSTEMD_TIMEOUT", default_value = "10s", value_parser = crate::parse_duration)]
-    pub timeout: Duration,
-    /// Period between checks in daemon mode.
-    #[arg(id = "systemd-interval", long = "systemd-interval", env = "NODEPROBE_SYSTEMD_INTERVAL", default_value = "60s", value_parser = crate::parse_duration)]
-    pub interval: Duration,
-}
-
-impl Default for SystemdConfig {
-    fn default() -> Self {
-        SystemdConfig {
-            ignore_units: Vec::new(),
-            timeout: Duration::from_secs(10),
-            interval: Duration::from_secs(60),
-        }
+crate::probe_settings! {
+    /// Settings of the systemd probe (flags and env twins).
+    pub struct SystemdConfig for "systemd" ("SYSTEMD") {
+        /// Failed units that are not a problem: unit names or globs (`*`, `?`), comma-separated.
+        #[arg(
+            id = "systemd-ignore-units",
+            long = "systemd-ignore-units",
+            env = "NODEPROBE_SYSTEMD_IGNORE_UNITS",
+            value_delimiter = ','
+        )]
+        pub ignore_units: Vec<String>,
     }
+    schedule:
+        /// Deadline of one check (connecting to D-Bus and every call included).
+        timeout "10s", interval "60s";
 }
 
 /// What systemd told us (the input of [`evaluate`]).
@@ -240,20 +219,11 @@ impl SystemdProbe {
     }
 }
 
-impl Probe for SystemdProbe {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn conditions(&self) -> &[ConditionSpec] {
-        std::slice::from_ref(&CONDITION)
-    }
-    fn timeout(&self) -> Duration {
-        self.config.timeout
-    }
-    fn interval(&self) -> Duration {
-        self.config.interval
-    }
-    fn check(&self) -> CheckFuture<'_> {
+crate::probe_impl!(SystemdConfig => SystemdProbe, "systemd-check-custom-plugin-monitor", [CONDITION]);
+
+impl SystemdProbe {
+    /// One check (what `Probe::check` runs).
+    fn check_once(&self) -> CheckFuture<'_> {
         Box::pin(async move {
             let budget = dbus_budget(self.config.timeout);
             let work = async {
@@ -280,6 +250,7 @@ impl Probe for SystemdProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Probe;
 
     fn view(state: &str, failed: &[&str]) -> SystemdView {
         SystemdView {

@@ -311,13 +311,11 @@ mod tests {
         .unwrap();
         let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
         slow.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
-        let started = std::time::Instant::now();
         assert_eq!(
             read_for(&mut slow, Duration::from_secs(5)).await,
             Some(String::new()),
             "closed without an answer"
         );
-        assert!(started.elapsed() < Duration::from_secs(3));
     }
 
     #[tokio::test]

@@ -8,17 +8,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{
+    Event, EventSource, Node, NodeCondition, NodeStatus, ObjectReference, Pod,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use probes::findings::OomKill;
 use probes::ConditionStatus;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::report::metrics::Metrics;
-use crate::state::{parse_rfc3339, rfc3339, Condition, EventOut, EventType};
+use crate::report::outbox::Outbox;
+use crate::state::{Condition, EventOut};
 
 /// Errors of the Kubernetes reporter.
 #[derive(Debug, thiserror::Error)]
@@ -116,69 +121,83 @@ pub struct NodeInfo {
     pub conditions: Vec<Condition>,
 }
 
-/// GET the Node (served from the API server cache) and parse its conditions.
+/// The field manager nodeprobe's writes are recorded under (`managedFields`).
+pub const FIELD_MANAGER: &str = "nodeprobe";
+
+/// A Kubernetes time (second precision on the wire).
+fn k8s_time(t: SystemTime) -> Time {
+    Time(Timestamp::try_from(t).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+/// GET the Node (from etcd: a quorum read) and take its uid and conditions.
 pub async fn get_node(client: &Client, node: &str) -> Result<NodeInfo, KubeError> {
     let api: Api<Node> = Api::all(client.clone());
     let n = bounded("get node", api.get(node)).await?;
-    let v = serde_json::to_value(&n).map_err(|source| KubeError::Decode {
-        request: "get node",
-        source,
-    })?;
-    Ok(node_info(&v))
+    Ok(node_info(&n))
 }
 
-/// Parse uid and conditions out of a Node object.
-pub fn node_info(v: &Value) -> NodeInfo {
-    let uid = v["metadata"]["uid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let conditions = v["status"]["conditions"]
-        .as_array()
-        .map(|a| a.iter().filter_map(parse_condition).collect())
+/// The uid and conditions of a Node object.
+pub fn node_info(n: &Node) -> NodeInfo {
+    let conditions = n
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .map(|cs| cs.iter().map(parse_condition).collect())
         .unwrap_or_default();
-    NodeInfo { uid, conditions }
+    NodeInfo {
+        uid: n.metadata.uid.clone().unwrap_or_default(),
+        conditions,
+    }
 }
 
-fn parse_condition(c: &Value) -> Option<Condition> {
-    let status = match c["status"].as_str()? {
+fn parse_condition(c: &NodeCondition) -> Condition {
+    let status = match c.status.as_str() {
         "True" => ConditionStatus::True,
         "False" => ConditionStatus::False,
         _ => ConditionStatus::Unknown,
     };
-    Some(Condition {
-        type_: c["type"].as_str()?.to_string(),
+    Condition {
+        type_: c.type_.clone(),
         status,
-        reason: c["reason"].as_str().unwrap_or_default().to_string(),
-        message: c["message"].as_str().unwrap_or_default().to_string(),
-        transition: c["lastTransitionTime"]
-            .as_str()
-            .and_then(parse_rfc3339)
+        reason: c.reason.clone().unwrap_or_default(),
+        message: c.message.clone().unwrap_or_default(),
+        transition: c
+            .last_transition_time
+            .as_ref()
+            .map(|t| SystemTime::from(t.0))
             .unwrap_or_else(SystemTime::now),
-    })
+    }
 }
 
 /// The strategic-merge patch body: our conditions (merged by `type` on the server) and
 /// `$patch: delete` directives for owned types we no longer run.
 pub fn conditions_patch(conditions: &[Condition], remove: &[String], now: SystemTime) -> Value {
-    let heartbeat = rfc3339(now);
-    let mut list: Vec<Value> = conditions
-        .iter()
-        .map(|c| {
-            json!({
-                "type": c.type_,
-                "status": c.status.as_str(),
-                "reason": c.reason,
-                "message": c.message,
-                "lastTransitionTime": rfc3339(c.transition),
-                "lastHeartbeatTime": heartbeat,
-            })
-        })
-        .collect();
-    for t in remove {
-        list.push(json!({"type": t, "$patch": "delete"}));
+    let status = NodeStatus {
+        conditions: Some(
+            conditions
+                .iter()
+                .map(|c| NodeCondition {
+                    type_: c.type_.clone(),
+                    status: c.status.as_str().to_string(),
+                    reason: Some(c.reason.clone()),
+                    message: Some(c.message.clone()),
+                    last_transition_time: Some(k8s_time(c.transition)),
+                    last_heartbeat_time: Some(k8s_time(now)),
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let mut status = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
+    if let Some(list) = status["conditions"].as_array_mut() {
+        // a directive, not a condition: no typed form
+        list.extend(
+            remove
+                .iter()
+                .map(|t| json!({"type": t, "$patch": "delete"})),
+        );
     }
-    json!({"status": {"conditions": list}})
+    json!({ "status": status })
 }
 
 /// Settings of the condition writer.
@@ -291,7 +310,10 @@ impl ConditionWriter {
             "patch node status",
             api.patch_status(
                 &self.node,
-                &PatchParams::default(),
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                    ..Default::default()
+                },
                 &Patch::Strategic(&body),
             ),
         )
@@ -307,8 +329,6 @@ pub struct EventWriter {
     /// The Node's uid (from the startup GET); the node name when unknown.
     pub node_uid: String,
     pub namespace: String,
-    /// Events waiting for the API beyond this are dropped (and counted).
-    pub max_queue: usize,
 }
 
 /// A pod as the OOM resolver needs it.
@@ -338,33 +358,33 @@ impl PodCache {
         }
     }
 
-    /// Replace the cache with a pod list (`items` of a PodList as JSON).
-    pub fn fill(&mut self, items: &[Value]) {
+    /// Replace the cache with a pod list.
+    pub fn fill(&mut self, items: &[Pod]) {
         self.pods.clear();
         for p in items {
-            let m = &p["metadata"];
-            let (Some(uid), Some(ns), Some(name)) = (
-                m["uid"].as_str(),
-                m["namespace"].as_str(),
-                m["name"].as_str(),
-            ) else {
+            let m = &p.metadata;
+            let (Some(uid), Some(ns), Some(name)) = (&m.uid, &m.namespace, &m.name) else {
                 continue;
             };
-            let mut containers = Vec::new();
-            for key in ["containerStatuses", "initContainerStatuses"] {
-                for c in p["status"][key].as_array().into_iter().flatten() {
-                    if let (Some(id), Some(cn)) = (c["containerID"].as_str(), c["name"].as_str()) {
-                        let id = id.rsplit("://").next().unwrap_or(id);
-                        containers.push((id.to_string(), cn.to_string()));
-                    }
-                }
-            }
+            let statuses = p.status.iter().flat_map(|s| {
+                s.container_statuses
+                    .iter()
+                    .chain(&s.init_container_statuses)
+                    .flatten()
+            });
+            let containers = statuses
+                .filter_map(|c| {
+                    let id = c.container_id.as_deref()?;
+                    let id = id.rsplit("://").next().unwrap_or(id);
+                    Some((id.to_string(), c.name.clone()))
+                })
+                .collect();
             self.pods.insert(
-                uid.to_string(),
+                uid.clone(),
                 PodRef {
-                    namespace: ns.to_string(),
-                    name: name.to_string(),
-                    uid: uid.to_string(),
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                    uid: uid.clone(),
                     containers,
                 },
             );
@@ -401,14 +421,7 @@ impl PodCache {
             .fields(&format!("spec.nodeName={node}"))
             .match_any();
         match bounded("list pods", api.list(&lp)).await {
-            Ok(list) => {
-                let items: Vec<Value> = list
-                    .items
-                    .iter()
-                    .filter_map(|p| serde_json::to_value(p).ok())
-                    .collect();
-                self.fill(&items);
-            }
+            Ok(list) => self.fill(&list.items),
             Err(e) => {
                 metrics.api_error("list_pods");
                 tracing::warn!(error = %e, "listing this node's pods failed");
@@ -450,96 +463,84 @@ pub fn oom_message(oom: &OomKill, pod: Option<&PodRef>, original: &str) -> Strin
 /// The involvedObject of events on the Node. `kubectl describe node` lists events whose
 /// involvedObject is {kind Node, name, namespace ""} and whose uid is the Node's uid or its
 /// name; `kubectl events --for node/<n>` also needs apiVersion v1.
-pub fn node_ref(node: &str, uid: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid})
+pub fn node_ref(node: &str, uid: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Node".into()),
+        name: Some(node.into()),
+        uid: Some(uid.into()),
+        ..Default::default()
+    }
 }
 
-/// A core/v1 Event object.
+/// A core/v1 Event.
 pub fn event_object(
     ev: &EventOut,
     name: &str,
     namespace: &str,
-    involved: Value,
+    involved: ObjectReference,
     message: &str,
     host: &str,
-) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": name, "namespace": namespace},
-        "involvedObject": involved,
-        "reason": ev.reason,
-        "message": message,
-        "type": ev.type_.as_str(),
-        "count": ev.count,
-        "firstTimestamp": rfc3339(ev.first),
-        "lastTimestamp": rfc3339(ev.last),
-        "source": {"component": ev.source, "host": host},
-    })
+) -> Event {
+    Event {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        },
+        involved_object: involved,
+        reason: Some(ev.reason.clone()),
+        message: Some(message.into()),
+        type_: Some(ev.type_.as_str().into()),
+        count: Some(i32::try_from(ev.count).unwrap_or(i32::MAX)),
+        first_timestamp: Some(k8s_time(ev.first)),
+        last_timestamp: Some(k8s_time(ev.last)),
+        source: Some(EventSource {
+            component: Some(ev.source.clone()),
+            host: Some(host.into()),
+        }),
+        ..Default::default()
+    }
 }
 
-#[derive(Debug)]
-struct Pending {
-    ev: EventOut,
-    attempts: u32,
+/// The merge patch that brings an Event's count and last time up to date.
+fn count_patch(ev: &EventOut) -> Value {
+    json!({"count": ev.count, "lastTimestamp": k8s_time(ev.last)})
 }
 
 impl EventWriter {
-    /// Write events from `rx` in order; count updates of an Event still queued are folded
-    /// into it (the latest count wins). Failures are retried with backoff; when the queue
-    /// overflows the oldest event is dropped and counted. Returns when `rx` closes and the
-    /// queue is written, or when `shutdown` is set (after a bounded flush).
+    /// Write the events of `outbox` in order (count updates folded into pending writes).
+    /// Failures are retried with backoff; a write refused for good (400, 403, 422) or failing
+    /// 50 times is dropped and counted. Returns when `shutdown` is set: what is still pending
+    /// stays in the outbox (and its spool, for the next run).
     pub async fn run(
         self,
         client: Client,
-        mut rx: mpsc::Receiver<EventOut>,
+        outbox: Arc<Outbox>,
         metrics: Arc<Metrics>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut queue: VecDeque<String> = VecDeque::new();
-        let mut pending: HashMap<String, Pending> = HashMap::new();
         let mut created: HashSet<String> = HashSet::new();
         let mut created_order: VecDeque<String> = VecDeque::new();
         let mut pods = PodCache::new(POD_REFRESH);
         let mut backoff = RETRY_MIN;
-        let mut closed = false;
         loop {
-            // Take everything that is waiting, folding updates.
-            while let Ok(ev) = rx.try_recv() {
-                self.enqueue(ev, &mut queue, &mut pending, &metrics);
+            if *shutdown.borrow() {
+                return;
             }
-            if queue.is_empty() {
-                if closed {
-                    return;
-                }
+            let Some(next) = outbox.front() else {
                 tokio::select! {
-                    m = rx.recv() => match m {
-                        Some(ev) => self.enqueue(ev, &mut queue, &mut pending, &metrics),
-                        None => closed = true,
-                    },
-                    _ = shutdown.changed() => {
-                        if *shutdown.borrow() { return; }
-                    }
+                    _ = outbox.wait() => {}
+                    _ = shutdown.changed() => {}
                 }
                 continue;
-            }
-            let Some(name) = queue.front().cloned() else {
-                continue;
             };
-            let Some(p) = pending.get(&name) else {
-                queue.pop_front();
-                continue;
-            };
-            let ev = p.ev.clone();
-            match self
-                .write(&client, &ev, &created, &mut pods, &metrics)
-                .await
-            {
+            let ev = &next.ev;
+            match self.write(&client, ev, &created, &mut pods, &metrics).await {
                 Ok(()) => {
-                    queue.pop_front();
-                    pending.remove(&name);
-                    if created.insert(name.clone()) {
-                        created_order.push_back(name);
+                    outbox.written(&next);
+                    if created.insert(ev.name.clone()) {
+                        created_order.push_back(ev.name.clone());
                         if created_order.len() > 4096 {
                             if let Some(old) = created_order.pop_front() {
                                 created.remove(&old);
@@ -558,69 +559,22 @@ impl EventWriter {
                         "create_event"
                     });
                     let permanent = matches!(e.status(), Some(400 | 403 | 422));
-                    if let Some(p) = pending.get_mut(&name) {
-                        p.attempts += 1;
-                        if permanent || p.attempts >= 50 {
-                            tracing::warn!(error = %e, reason = %ev.reason, "giving up on an event");
-                            metrics.event_dropped(&ev.source, &ev.reason, "api");
-                            queue.pop_front();
-                            pending.remove(&name);
-                            continue;
-                        }
+                    if permanent || next.attempts + 1 >= 50 {
+                        tracing::warn!(error = %e, reason = %ev.reason, "giving up on an event");
+                        metrics.event_dropped(&ev.source, &ev.reason, "api");
+                        outbox.failed(&next, true);
+                        continue;
                     }
+                    outbox.failed(&next, false);
                     tracing::warn!(error = %e, retry_in = ?backoff, "event write failed");
-                    let sleep = tokio::time::sleep(backoff);
-                    backoff = (backoff * 2).min(RETRY_MAX);
-                    tokio::pin!(sleep);
-                    loop {
-                        tokio::select! {
-                            _ = &mut sleep => break,
-                            m = rx.recv(), if !closed => match m {
-                                Some(ev) => self.enqueue(ev, &mut queue, &mut pending, &metrics),
-                                None => closed = true,
-                            },
-                            _ = shutdown.changed() => {
-                                if *shutdown.borrow() {
-                                    for n in queue.drain(..) {
-                                        if let Some(p) = pending.remove(&n) {
-                                            metrics.event_dropped(&p.ev.source, &p.ev.reason, "shutdown");
-                                        }
-                                    }
-                                    return;
-                                }
-                            }
-                        }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
                     }
-                }
-            }
-            if *shutdown.borrow() && rx.is_empty() && queue.is_empty() {
-                return;
-            }
-        }
-    }
-
-    fn enqueue(
-        &self,
-        ev: EventOut,
-        queue: &mut VecDeque<String>,
-        pending: &mut HashMap<String, Pending>,
-        metrics: &Metrics,
-    ) {
-        if let Some(p) = pending.get_mut(&ev.name) {
-            // Fold: keep "create" if the create has not gone out yet.
-            let update = p.ev.update && ev.update;
-            p.ev = EventOut { update, ..ev };
-            return;
-        }
-        if queue.len() >= self.max_queue {
-            if let Some(old) = queue.pop_front() {
-                if let Some(p) = pending.remove(&old) {
-                    metrics.event_dropped(&p.ev.source, &p.ev.reason, "queue");
+                    backoff = (backoff * 2).min(RETRY_MAX);
                 }
             }
         }
-        queue.push_back(ev.name.clone());
-        pending.insert(ev.name.clone(), Pending { ev, attempts: 0 });
     }
 
     async fn write(
@@ -633,13 +587,7 @@ impl EventWriter {
     ) -> Result<(), KubeError> {
         let api: Api<Event> = Api::namespaced(client.clone(), &self.namespace);
         if ev.update && created.contains(&ev.name) {
-            let body = json!({"count": ev.count, "lastTimestamp": rfc3339(ev.last)});
-            match bounded(
-                "patch event",
-                api.patch(&ev.name, &PatchParams::default(), &Patch::Merge(&body)),
-            )
-            .await
-            {
+            match patch_count(&api, ev).await {
                 Ok(_) => return Ok(()),
                 // Gone (expired, or the server lost it): create it again below.
                 Err(e) if e.status() == Some(404) => {}
@@ -655,8 +603,14 @@ impl EventWriter {
             message = oom_message(oom, pod.as_ref(), &ev.message);
             if let (Some(p), false) = (&pod, ev.update) {
                 let pod_api: Api<Event> = Api::namespaced(client.clone(), &p.namespace);
-                let involved = json!({"apiVersion": "v1", "kind": "Pod", "namespace": p.namespace,
-                    "name": p.name, "uid": p.uid});
+                let involved = ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    namespace: Some(p.namespace.clone()),
+                    name: Some(p.name.clone()),
+                    uid: Some(p.uid.clone()),
+                    ..Default::default()
+                };
                 // An object name has at most 253 characters: shorten long pod names.
                 let suffix = ev.name.rsplit('.').next().unwrap_or("0");
                 let room = 253usize.saturating_sub(suffix.len() + 1);
@@ -681,43 +635,44 @@ impl EventWriter {
         );
         match create(&api, obj).await {
             Ok(()) => Ok(()),
-            Err(e) if e.status() == Some(409) => {
-                // Already there (a retried create that did land): bring the count up to date.
-                let body = json!({"count": ev.count, "lastTimestamp": rfc3339(ev.last)});
-                bounded(
-                    "patch event",
-                    api.patch(&ev.name, &PatchParams::default(), &Patch::Merge(&body)),
-                )
-                .await
-                .map(|_| ())
-            }
+            // Already there (a retried create that did land, or one spooled by a run that
+            // died after writing it): bring the count up to date.
+            Err(e) if e.status() == Some(409) => patch_count(&api, ev).await,
             Err(e) => Err(e),
         }
     }
 }
 
-async fn create(api: &Api<Event>, obj: Value) -> Result<(), KubeError> {
-    let ev: Event = serde_json::from_value(obj).map_err(|source| KubeError::Decode {
-        request: "create event",
-        source,
-    })?;
-    bounded("create event", api.create(&PostParams::default(), &ev))
+fn write_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    }
+}
+
+async fn create(api: &Api<Event>, ev: Event) -> Result<(), KubeError> {
+    bounded("create event", api.create(&write_params(), &ev))
         .await
         .map(|_| ())
 }
 
-/// Event type of a condition status change (for callers that build their own events).
-pub fn event_type_for(status: ConditionStatus) -> EventType {
-    if status == ConditionStatus::True {
-        EventType::Warning
-    } else {
-        EventType::Normal
-    }
+async fn patch_count(api: &Api<Event>, ev: &EventOut) -> Result<(), KubeError> {
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    };
+    bounded(
+        "patch event",
+        api.patch(&ev.name, &params, &Patch::Merge(&count_patch(ev))),
+    )
+    .await
+    .map(|_| ())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::EventType;
 
     fn t(s: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
@@ -749,10 +704,9 @@ mod tests {
         let v = json!({"metadata": {"name": "n1", "uid": "abc"}, "status": {"conditions": [
             {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ok",
              "lastTransitionTime": "2027-01-15T08:00:00Z"},
-            {"type": "X", "status": "Unknown"},
-            {"status": "True"}
+            {"type": "X", "status": "Unknown"}
         ]}});
-        let info = node_info(&v);
+        let info = node_info(&serde_json::from_value(v).unwrap());
         assert_eq!(info.uid, "abc");
         assert_eq!(info.conditions.len(), 2);
         assert_eq!(info.conditions[0].transition, t(0));
@@ -783,51 +737,13 @@ mod tests {
             "Killed process 7 (pod UID u1, not found on this node; task stress, pid 7)"
         );
         let mut cache = PodCache::new(Duration::from_secs(1));
-        cache.fill(&[json!({"metadata": {"uid": "u1", "namespace": "ns", "name": "web"},
-            "status": {"containerStatuses": [{"name": "app", "containerID": format!("containerd://{}", "c".repeat(64))}]}})]);
+        let obj = json!({"metadata": {"uid": "u1", "namespace": "ns", "name": "web"},
+            "spec": {"containers": []},
+            "status": {"containerStatuses": [{"name": "app", "image": "i", "imageID": "",
+                "ready": true, "restartCount": 0,
+                "containerID": format!("containerd://{}", "c".repeat(64))}]}});
+        cache.fill(&[serde_json::from_value(obj).unwrap()]);
         assert_eq!(cache.get("u1"), Some(&pod));
-    }
-
-    fn out(name: &str, update: bool, count: u32) -> EventOut {
-        EventOut {
-            name: name.into(),
-            update,
-            type_: EventType::Warning,
-            source: "kernel-monitor".into(),
-            reason: "TaskHung".into(),
-            message: "m".into(),
-            count,
-            first: t(0),
-            last: t(count as u64),
-            oom: None,
-        }
-    }
-
-    #[test]
-    fn queued_updates_fold_into_one_write_and_overflow_is_counted() {
-        let w = EventWriter {
-            node: "n1".into(),
-            node_uid: "u".into(),
-            namespace: "default".into(),
-            max_queue: 2,
-        };
-        let m = Metrics::new();
-        let mut queue = VecDeque::new();
-        let mut pending = HashMap::new();
-        w.enqueue(out("a", false, 1), &mut queue, &mut pending, &m);
-        w.enqueue(out("a", true, 2), &mut queue, &mut pending, &m);
-        w.enqueue(out("a", true, 7), &mut queue, &mut pending, &m);
-        assert_eq!(queue.len(), 1);
-        // Still a create (it never went out), with the newest count.
-        let p = &pending["a"];
-        assert!(!p.ev.update);
-        assert_eq!((p.ev.count, p.ev.last), (7, t(7)));
-        w.enqueue(out("b", true, 3), &mut queue, &mut pending, &m);
-        w.enqueue(out("c", false, 1), &mut queue, &mut pending, &m);
-        assert_eq!(queue, VecDeque::from(["b".to_string(), "c".to_string()]));
-        assert!(m.render().contains(
-            "nodeprobe_events_dropped_total{source=\"kernel-monitor\",reason=\"TaskHung\",cause=\"queue\"} 1"
-        ));
     }
 
     #[test]
@@ -844,14 +760,15 @@ mod tests {
             last: t(5),
             oom: None,
         };
-        let v = event_object(
+        let v = serde_json::to_value(event_object(
             &ev,
             "n1.abc",
             "default",
             node_ref("n1", "uid1"),
             &ev.message,
             "n1",
-        );
+        ))
+        .unwrap();
         assert_eq!(v["involvedObject"]["uid"], "uid1");
         assert_eq!(v["involvedObject"]["apiVersion"], "v1");
         assert!(v["involvedObject"].get("namespace").is_none());
@@ -859,7 +776,7 @@ mod tests {
         assert_eq!(v["source"]["host"], "n1");
         assert_eq!(v["message"], "100% %d");
         assert_eq!(v["count"], 3);
-        // It is a valid core/v1 Event.
-        let _: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(v["firstTimestamp"], "2027-01-15T08:00:00Z");
+        assert_eq!(v["kind"], "Event");
     }
 }

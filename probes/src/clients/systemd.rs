@@ -492,11 +492,9 @@ mod tests {
             }
         });
         let address = format!("unix:path={}", path.display());
-        let started = std::time::Instant::now();
         let e = SystemdClient::connect(&address, Duration::from_millis(300))
             .await
             .unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(3));
         assert!(matches!(e, SystemdError::Timeout { .. }), "{e:?}");
         assert_eq!(
             e.to_string(),

@@ -16,10 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use regex::Regex;
-use tokio::sync::{mpsc, watch};
 
-use super::{Matcher, MonitorConfig, MonitorStats, Persist};
-use crate::findings::LogFinding;
+use super::driver::{LogSource, Position, Record, SourceError, Start};
+use super::{Backend, MonitorStats};
 
 /// How often the file is checked for new data.
 pub const POLL: Duration = Duration::from_millis(500);
@@ -296,39 +295,36 @@ impl GoLayout {
                 (false, h) => h,
             };
         }
-        if !(1..=12).contains(&month)
-            || !(1..=31).contains(&day)
-            || hour > 23
-            || min > 59
-            || sec > 60
-        {
+        if sec > 60 {
             return None;
         }
+        // jiff validates the date (no 30 February) and does the calendar arithmetic
+        use crate::timefmt::{civil, tz};
         let year = year.filter(|y| *y != 0).unwrap_or(current_year);
-        let days = crate::timefmt::days_from_civil(year, month as u32, day as u32);
-        let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset;
-        if secs < 0 {
-            return None;
-        }
-        Some(SystemTime::UNIX_EPOCH + Duration::new(secs as u64, nanos))
+        let small = |v: i64| i8::try_from(v).ok();
+        let dt = civil::DateTime::new(
+            i16::try_from(year).ok()?,
+            small(month)?,
+            small(day)?,
+            small(hour)?,
+            small(min)?,
+            small(sec.min(59))?,
+            i32::try_from(nanos).ok()?,
+        )
+        .ok()?;
+        let offset = tz::Offset::from_seconds(i32::try_from(offset).ok()?).ok()?;
+        let t = offset.to_timestamp(dt).ok()?;
+        (t.as_second() >= 0).then(|| SystemTime::from(t))
     }
 }
 
 /// The current UTC year.
 fn current_year(now: SystemTime) -> i64 {
-    let days = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0) as i64;
-    // invert days_from_civil by search around the estimate
-    let mut y = 1970 + days / 365;
-    while crate::timefmt::days_from_civil(y, 1, 1) > days {
-        y -= 1;
-    }
-    while crate::timefmt::days_from_civil(y + 1, 1, 1) <= days {
-        y += 1;
-    }
-    y
+    i64::from(
+        crate::timefmt::timestamp(now)
+            .to_zoned(crate::timefmt::tz::TimeZone::UTC)
+            .year(),
+    )
 }
 
 /// Turns a raw line into (timestamp, message), as NPD's filelog translator does.
@@ -374,16 +370,16 @@ impl Translator {
     }
 }
 
-pub(super) struct FileMonitor {
-    pub path: PathBuf,
-    pub translator: Translator,
-    pub boot_id: Option<String>,
-    pub boot: SystemTime,
-    pub state_path: PathBuf,
-    pub config: MonitorConfig,
-    pub stats: Arc<MonitorStats>,
-    pub tx: mpsc::Sender<LogFinding>,
-    pub shutdown: watch::Receiver<bool>,
+/// A followed log file.
+pub struct FileSource {
+    path: PathBuf,
+    translator: Translator,
+    skip_list: Vec<String>,
+    stats: Arc<MonitorStats>,
+    cur: Option<Open>,
+    /// Bytes read but not yet matched: the start of a line without its newline.
+    pending: Vec<u8>,
+    buf: Vec<u8>,
 }
 
 struct Open {
@@ -408,274 +404,185 @@ fn open_at(path: &PathBuf, offset: Option<u64>) -> std::io::Result<Open> {
     })
 }
 
-impl FileMonitor {
-    fn stopping(&self) -> bool {
-        *self.shutdown.borrow() || self.shutdown.has_changed().is_err()
-    }
+/// How [`FileSource::read_available`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadEnd {
+    Eof,
+    Limit,
+}
 
-    pub(super) fn run(self) {
-        self.stats.running.store(true, Ordering::Relaxed);
-        let now = SystemTime::now();
-        let saved = super::load_state(&self.state_path, &self.stats, self.boot_id.as_deref());
-        let mut matcher = Matcher::new(self.config.clone(), Arc::clone(&self.stats), now);
-        let since = {
-            let lb = now.checked_sub(self.config.lookback).unwrap_or(self.boot);
-            lb.max(self.boot + self.config.delay.unwrap_or_default())
-        };
-        // where to start in the current file
-        let mut start: Option<u64> = if self.config.lookback.is_zero() {
-            None
-        } else {
-            Some(0)
-        };
-        if let Some(s) = &saved {
-            matcher.conditions.restore(&s.conditions);
-            if let (Some(ino), Some(off)) = (s.file_inode, s.file_offset) {
-                if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == ino) {
-                    start = Some(off);
-                } else {
-                    start = Some(0); // rotated while down: the new file is all new
-                }
-            }
-        }
-        let persist = Persist::new(self.state_path.clone(), self.boot_id.clone());
-        self.stats.set_backend(super::Backend::File);
-        for u in matcher.conditions.current() {
-            if self.tx.blocking_send(LogFinding::Condition(u)).is_err() {
-                return;
-            }
-        }
-        let mut cur: Option<Open> = None;
-        let mut lines = Lines {
+impl FileSource {
+    pub fn new(
+        path: PathBuf,
+        translator: Translator,
+        skip_list: Vec<String>,
+        stats: Arc<MonitorStats>,
+    ) -> Self {
+        FileSource {
+            path,
+            translator,
+            skip_list,
+            stats,
+            cur: None,
             pending: Vec::new(),
             buf: vec![0u8; 64 * 1024],
-            matcher,
-            persist,
-            since,
-        };
-        let mut warned_open = false;
-        let mut first = true;
-        while !self.stopping() {
-            self.stats.beat();
-            if cur.is_none() {
-                match open_at(&self.path, start) {
-                    Ok(o) => {
-                        warned_open = false;
-                        self.stats.mark_up(true);
-                        cur = Some(o);
-                    }
-                    Err(e) => {
-                        self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
-                        self.stats
-                            .mark_down(format!("cannot open {}: {e}", self.path.display()));
-                        if !warned_open {
-                            warned_open = true;
-                            tracing::warn!(path = %self.path.display(), error = %e, "cannot open the log file; retrying (logged once)");
-                        }
-                    }
-                }
-            }
-            if let Some(o) = cur.as_mut() {
-                // read what is there
-                if self.read_available(o, &mut lines, u64::MAX) == ReadEnd::Gone {
-                    return;
-                }
-                lines.persist.file = Some((o.inode, o.offset));
-                // rotation (a new file at the path) or truncation
-                match std::fs::metadata(&self.path) {
-                    Ok(m) if m.ino() != o.inode => {
-                        // Rotated: finish the old file first (lines written after the read
-                        // above, and a last line without a newline), then follow the new one.
-                        match self.read_available(o, &mut lines, ROTATED_TAIL_MAX) {
-                            ReadEnd::Gone => return,
-                            ReadEnd::Eof if !lines.pending.is_empty() => {
-                                lines.pending.push(b'\n');
-                                if !self.match_lines(o, &mut lines) {
-                                    return;
-                                }
-                            }
-                            _ => {}
-                        }
-                        cur = None;
-                        lines.pending.clear();
-                        start = Some(0);
-                    }
-                    Ok(m) if m.len() < o.offset => {
-                        // Truncated (copytruncate): what was cut is gone, and so is the rest
-                        // of a partial line; read the file again from its start.
-                        cur = None;
-                        lines.pending.clear();
-                        start = Some(0);
-                    }
-                    _ => {}
-                }
-            }
-            if first {
-                first = false;
-                self.stats.ready.store(true, Ordering::Relaxed);
-            }
-            let cleared = lines.matcher.conditions.expire(SystemTime::now());
-            if !cleared.is_empty() || lines.persist.dirty {
-                lines
-                    .persist
-                    .save(&self.stats, None, &lines.matcher.conditions);
-            }
-            for u in cleared {
-                if self.tx.blocking_send(LogFinding::Condition(u)).is_err() {
-                    return;
-                }
-            }
-            if super::pause(&self.shutdown, POLL) {
-                break;
-            }
         }
-        lines
-            .persist
-            .save(&self.stats, None, &lines.matcher.conditions);
-        self.stats.running.store(false, Ordering::Relaxed);
     }
 
-    /// Read `o` to its end, or `limit` bytes, matching each complete line.
-    fn read_available(&self, o: &mut Open, lines: &mut Lines, limit: u64) -> ReadEnd {
+    /// Read the open file to its end, or `limit` bytes, turning each complete line into a
+    /// record.
+    fn read_available(
+        &mut self,
+        limit: u64,
+        out: &mut Vec<Record>,
+    ) -> Result<ReadEnd, SourceError> {
         let mut left = limit;
         while left > 0 {
-            let want = lines
+            let Some(o) = self.cur.as_mut() else {
+                return Ok(ReadEnd::Eof);
+            };
+            let want = self
                 .buf
                 .len()
                 .min(usize::try_from(left).unwrap_or(usize::MAX));
-            match o.file.read(&mut lines.buf[..want]) {
-                Ok(0) => return ReadEnd::Eof,
+            match o.file.read(&mut self.buf[..want]) {
+                Ok(0) => return Ok(ReadEnd::Eof),
                 Ok(n) => {
                     left = left.saturating_sub(n as u64);
-                    let Lines { pending, buf, .. } = &mut *lines;
-                    pending.extend_from_slice(&buf[..n]);
-                    if !self.match_lines(o, lines) {
-                        return ReadEnd::Gone;
-                    }
-                    if lines.pending.len() > MAX_LINE {
-                        o.offset += lines.pending.len() as u64;
-                        lines.pending.clear();
+                    self.pending.extend_from_slice(&self.buf[..n]);
+                    self.take_lines(out);
+                    if self.pending.len() > MAX_LINE {
+                        if let Some(o) = self.cur.as_mut() {
+                            o.offset += self.pending.len() as u64;
+                        }
+                        self.pending.clear();
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, "reading the log file failed");
-                    return ReadEnd::Error;
+                    return Err(SourceError(format!(
+                        "reading {} failed: {e}",
+                        self.path.display()
+                    )))
                 }
             }
         }
-        ReadEnd::Limit
+        Ok(ReadEnd::Limit)
     }
 
-    /// Match every complete line in `lines.pending`: one scan and one drain per call, not
-    /// per line. False when the receiver is gone.
-    fn match_lines(&self, o: &mut Open, lines: &mut Lines) -> bool {
-        let Lines {
-            pending,
-            matcher,
-            persist,
-            since,
-            ..
-        } = lines;
+    /// Turn every complete line in `pending` into a record: one scan and one drain per
+    /// call, not per line.
+    fn take_lines(&mut self, out: &mut Vec<Record>) {
+        let Some(o) = self.cur.as_mut() else { return };
+        let now = SystemTime::now();
         let mut start = 0;
-        let mut gone = false;
-        while let Some(rel) = pending[start..].iter().position(|b| *b == b'\n') {
-            let line = &pending[start..start + rel];
+        while let Some(rel) = self.pending[start..].iter().position(|b| *b == b'\n') {
+            let line = &self.pending[start..start + rel];
             start += rel + 1;
             o.offset += rel as u64 + 1;
             let text = String::from_utf8_lossy(line);
-            self.stats.records_read.fetch_add(1, Ordering::Relaxed);
-            if self
-                .config
-                .skip_list
-                .iter()
-                .any(|s| text.contains(s.as_str()))
-            {
+            if self.skip_list.iter().any(|s| text.contains(s.as_str())) {
                 continue;
             }
-            let Some((at, msg)) = self.translator.translate(&text, SystemTime::now()) else {
+            let Some((at, message)) = self.translator.translate(&text, now) else {
                 self.stats.parse_errors.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            if at < *since {
-                continue;
-            }
-            let (findings, _) = matcher.push(&msg, at);
-            persist.file = Some((o.inode, o.offset));
-            persist.dirty = true;
-            if !findings.is_empty() {
-                persist.save(&self.stats, None, &matcher.conditions);
-                for f in findings {
-                    if self.tx.blocking_send(f).is_err() {
-                        gone = true;
-                        break;
-                    }
-                }
-                if gone {
-                    break;
-                }
-            }
+            out.push(Record {
+                message,
+                at,
+                position: Some(Position::File {
+                    inode: o.inode,
+                    offset: o.offset,
+                }),
+            });
         }
-        pending.drain(..start);
-        !gone
+        self.pending.drain(..start);
+    }
+}
+
+impl LogSource for FileSource {
+    fn backend(&self) -> Backend {
+        Backend::File
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn open(&mut self, start: &Start) -> Result<(), SourceError> {
+        let offset = match start {
+            // the saved file, or it was rotated while we were away: the new file is all new
+            Start::After(Position::File { inode, offset }) => match std::fs::metadata(&self.path) {
+                Ok(m) if m.ino() == *inode => Some(*offset),
+                _ => Some(0),
+            },
+            Start::Since(_) => Some(0),
+            Start::End | Start::After(_) => None,
+        };
+        self.pending.clear();
+        self.cur = Some(
+            open_at(&self.path, offset)
+                .map_err(|e| SourceError(format!("cannot open {}: {e}", self.path.display())))?,
+        );
+        Ok(())
+    }
+
+    fn read(&mut self, wait: Duration, out: &mut Vec<Record>) -> Result<(), SourceError> {
+        let before = out.len();
+        self.read_available(u64::MAX, out)?;
+        let Some(o) = self.cur.as_ref() else {
+            return Err(SourceError("the log file is not open".into()));
+        };
+        let (inode, offset) = (o.inode, o.offset);
+        match std::fs::metadata(&self.path) {
+            Ok(m) if m.ino() != inode => {
+                // Rotated: finish the old file first (lines written after the read above,
+                // and a last line without a newline), then follow the new one.
+                if self.read_available(ROTATED_TAIL_MAX, out)? == ReadEnd::Eof
+                    && !self.pending.is_empty()
+                {
+                    self.pending.push(b'\n');
+                    self.take_lines(out);
+                }
+                self.open(&Start::Since(SystemTime::UNIX_EPOCH))?;
+            }
+            // Truncated (copytruncate): what was cut is gone, and so is the rest of a
+            // partial line; read the file again from its start.
+            Ok(m) if m.len() < offset => self.open(&Start::Since(SystemTime::UNIX_EPOCH))?,
+            _ => {}
+        }
+        if out.len() == before {
+            std::thread::sleep(POLL.min(wait));
+        }
+        Ok(())
     }
 }
 
 /// Most of a rotated file's tail read before following the new file.
 const ROTATED_TAIL_MAX: u64 = 4 << 20;
 
-/// Reading state of a file monitor.
-struct Lines {
-    /// Bytes read but not yet matched: the start of a line without its newline.
-    pending: Vec<u8>,
-    buf: Vec<u8>,
-    matcher: Matcher,
-    persist: Persist,
-    since: SystemTime,
-}
-
-/// How [`FileMonitor::read_available`] stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadEnd {
-    Eof,
-    Limit,
-    Error,
-    Gone,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::findings::{LogFinding, LogItem};
+    use crate::logs::MonitorConfig;
+    use tokio::sync::mpsc;
 
-    fn utc(y: i64, mo: i64, d: i64, h: i64, mi: i64, s: i64) -> SystemTime {
-        SystemTime::UNIX_EPOCH
-            + Duration::from_secs(
-                (crate::timefmt::days_from_civil(y, mo as u32, d as u32) * 86_400
-                    + h * 3600
-                    + mi * 60
-                    + s) as u64,
-            )
+    fn utc(y: i16, mo: i8, d: i8, h: i8, mi: i8, s: i8) -> SystemTime {
+        let dt = crate::timefmt::civil::date(y, mo, d).at(h, mi, s, 0);
+        SystemTime::from(
+            dt.to_zoned(crate::timefmt::tz::TimeZone::UTC)
+                .unwrap()
+                .timestamp(),
+        )
     }
 
     /// `Nov 27 07:15:15` for now (UTC), as a syslog line starts.
     fn syslog_now() -> String {
-        const MONTHS: [&str; 12] = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ];
-        let secs = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let (_, m, d) = crate::timefmt::civil_from_days(secs.div_euclid(86_400));
-        let rem = secs.rem_euclid(86_400);
-        format!(
-            "{} {d:>2} {:02}:{:02}:{:02}",
-            MONTHS[m as usize - 1],
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60
-        )
+        crate::timefmt::timestamp(SystemTime::now())
+            .strftime("%b %e %H:%M:%S")
+            .to_string()
     }
 
     fn kernel_line(msg: &str) -> String {
@@ -715,14 +622,14 @@ mod tests {
                 tx,
             )
             .unwrap();
-            let stats = Arc::clone(&monitors.stats[0]);
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while !stats.ready.load(Ordering::Relaxed) {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "monitor never started"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
+            // the initial conditions (confirmed) come once the monitor is positioned
+            loop {
+                match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                    Ok(Some(LogItem::Finding(LogFinding::Condition(_)))) => {}
+                    Ok(Some(LogItem::Durable(ack))) => break ack.done(),
+                    other => panic!("monitor never started: {other:?}"),
+                }
             }
             // Between two polls: append a line and a line without its newline, rotate.
             let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
@@ -751,8 +658,9 @@ mod tests {
             let mut events = Vec::new();
             while events.len() < 3 {
                 match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
-                    Ok(Some(LogFinding::Event(e))) => events.push(e.message),
-                    Ok(Some(LogFinding::Condition(_))) => {}
+                    Ok(Some(LogItem::Finding(LogFinding::Event(e)))) => events.push(e.message),
+                    Ok(Some(LogItem::Durable(ack))) => ack.done(),
+                    Ok(Some(LogItem::Finding(_))) => {}
                     other => panic!("after {events:?}: {other:?}"),
                 }
             }
@@ -817,18 +725,8 @@ mod tests {
         .iter()
         .map(|l| GoLayout::parse(l).unwrap())
         .collect();
-        let mut rng = 0x1234_5678_9abc_def1u64;
-        for _ in 0..20000 {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let mut v = String::new();
-            for _ in 0..(rng % 12) {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                v.push_str(alphabet[(rng % alphabet.len() as u64) as usize]);
-            }
+        for parts in crate::testing::arbitrary(0x1234_5678_9abc_def1, &alphabet, 11, 20000) {
+            let v = parts.concat();
             let _ = GoLayout::parse(&v);
             for l in &layouts {
                 let _ = l.parse_time(&v, 2026);

@@ -1,4 +1,6 @@
-//! `/dev/kmsg` records: parsing and overrun (`EPIPE`) accounting.
+//! The kernel log source: `/dev/kmsg` records (parsing, overrun accounting, the device
+//! reader) and [`KernelSource`], which reads the device when it can open it and otherwise
+//! the ring through `syslog(2)` ([`super::ring`]).
 //!
 //! One `read()` returns one record: `PRI,SEQ,USEC,FLAGS[,...];message\n` followed by zero
 //! or more dictionary lines ` KEY=VALUE\n`. The message keeps the kernel's `\xNN` escapes
@@ -8,10 +10,14 @@
 //! come back with facility `user` (1), so no facility is dropped.
 
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use super::MonitorStats;
+use super::driver::{LogSource, Position, Record, SourceError, Start};
+use super::{ring, Backend, MonitorStats};
 
 /// Why a record could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -174,7 +180,6 @@ impl KmsgDecoder {
                     }
                 }
                 self.last_seq = Some(rec.seq);
-                self.stats.records_read.fetch_add(1, Ordering::Relaxed);
                 ReadEvent::Record(rec)
             }
             Err(e) => {
@@ -210,10 +215,284 @@ impl KmsgDecoder {
 /// Size of one read: the kernel's record limit is 8 KiB including dictionary lines.
 pub const READ_BUF: usize = 16 * 1024;
 
+/// The clocks kernel record times are read against: the realtime clock and the time since
+/// boot on `CLOCK_MONOTONIC` (the clock of printk timestamps). A record's time is anchored
+/// at each read (`realtime now - (since boot now - record)`), so after a step of the realtime
+/// clock (NTP, an operator) the next records follow it instead of drifting by the step.
+#[derive(Debug, Clone)]
+pub enum KernelClock {
+    /// The system's clocks.
+    System,
+    /// Set by hand (tests): (realtime, since boot).
+    Manual(Arc<Mutex<(SystemTime, Duration)>>),
+}
+
+impl KernelClock {
+    /// Time since boot now.
+    pub fn since_boot(&self) -> Duration {
+        self.now().1
+    }
+
+    /// (realtime, since boot) now.
+    pub fn now(&self) -> (SystemTime, Duration) {
+        match self {
+            KernelClock::System => {
+                let mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+                    .map(|t| Duration::new(t.tv_sec().max(0) as u64, t.tv_nsec().max(0) as u32))
+                    .unwrap_or_default();
+                (SystemTime::now(), mono)
+            }
+            KernelClock::Manual(m) => *m.lock().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+}
+
+/// The realtime of a record `usec` after boot, read when the clocks said `now`.
+pub fn record_time(now: (SystemTime, Duration), usec: u64) -> SystemTime {
+    let (real, since_boot) = now;
+    let at = Duration::from_micros(usec);
+    match since_boot.checked_sub(at) {
+        Some(ago) => real.checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH),
+        None => real + (at - since_boot),
+    }
+}
+
+/// `/dev/kmsg`, opened non-blocking and waited on with `poll(2)` on the monitor's thread.
+pub struct KmsgDevice {
+    file: std::fs::File,
+    decoder: KmsgDecoder,
+    buf: Vec<u8>,
+    /// Records up to this sequence number were read before (a restart's cursor).
+    after: Option<u64>,
+    clock: KernelClock,
+}
+
+impl KmsgDevice {
+    fn open(
+        path: &std::path::Path,
+        stats: Arc<MonitorStats>,
+        clock: KernelClock,
+    ) -> io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)?;
+        Ok(KmsgDevice {
+            file,
+            decoder: KmsgDecoder::new(stats),
+            buf: vec![0u8; READ_BUF],
+            after: None,
+            clock,
+        })
+    }
+
+    /// Position at `start`: the whole ring is readable from its oldest record.
+    fn position(&mut self, start: &Start) {
+        match start {
+            Start::After(Position::Kmsg(seq)) => {
+                self.decoder.resume_after(*seq);
+                self.after = Some(*seq);
+            }
+            Start::Since(_) => {}
+            Start::End | Start::After(_) => {
+                // skip what is there now, but learn its last sequence number so the saved
+                // position is meaningful at once
+                let mut last = None;
+                loop {
+                    match self.file.read(&mut self.buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if let Ok(r) = parse_record(&self.buf[..n]) {
+                                last = Some(r.seq);
+                            }
+                        }
+                        Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => break,
+                    }
+                }
+                if let Some(seq) = last {
+                    self.decoder.resume_after(seq);
+                    self.after = Some(seq);
+                }
+            }
+        }
+    }
+
+    fn read(&mut self, wait: Duration, out: &mut Vec<Record>) -> Result<(), SourceError> {
+        use std::os::fd::AsFd;
+        let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [nix::poll::PollFd::new(
+            self.file.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(SourceError(format!("polling the kernel log failed: {e}"))),
+        }
+        let now = self.clock.now();
+        // drain what is there, a bounded batch at a time
+        for _ in 0..4096 {
+            match self.decoder.read_from(&mut self.file, &mut self.buf) {
+                Ok(None) => break,
+                Ok(Some(ReadEvent::Record(rec))) => {
+                    if self.after.is_some_and(|a| rec.seq <= a) {
+                        continue;
+                    }
+                    out.push(Record {
+                        at: record_time(now, rec.usec),
+                        position: Some(Position::Kmsg(rec.seq)),
+                        message: rec.message,
+                    });
+                }
+                Ok(Some(_)) => {}
+                Err(e) => return Err(SourceError(format!("reading the kernel log failed: {e}"))),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the kernel source reads.
+enum KernelLog {
+    Device(KmsgDevice),
+    Ring(ring::RingReader),
+}
+
+/// The kernel log: `/dev/kmsg` when it can be opened, otherwise (a container's device
+/// cgroup: `EPERM`) the ring through `syslog(2)`. Chosen at each open.
+pub struct KernelSource {
+    pub kmsg_path: PathBuf,
+    /// Poll interval of the ring.
+    pub poll: Duration,
+    pub stats: Arc<MonitorStats>,
+    pub clock: KernelClock,
+    log: Option<KernelLog>,
+    warned: bool,
+}
+
+/// What a node operator must grant when the kernel log cannot be read.
+pub const KERNEL_LOG_GRANT: &str = "grant the agent CAP_SYSLOG (Kubernetes: securityContext.capabilities.add: [\"SYSLOG\"]; \
+     kernel.dmesg_restrict=1 requires it for syslog(2)), or access to the /dev/kmsg device (privileged)";
+
+impl KernelSource {
+    pub fn new(kmsg_path: PathBuf, poll: Duration, stats: Arc<MonitorStats>) -> Self {
+        KernelSource {
+            kmsg_path,
+            poll,
+            stats,
+            clock: KernelClock::System,
+            log: None,
+            warned: false,
+        }
+    }
+}
+
+impl LogSource for KernelSource {
+    fn backend(&self) -> Backend {
+        match self.log {
+            Some(KernelLog::Device(_)) => Backend::Kmsg,
+            Some(KernelLog::Ring(_)) => Backend::Syslog,
+            None => Backend::None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.log {
+            Some(KernelLog::Ring(_)) => "syslog(2)".to_string(),
+            _ => self.kmsg_path.display().to_string(),
+        }
+    }
+
+    fn open(&mut self, start: &Start) -> Result<(), SourceError> {
+        self.log = None;
+        let kmsg_err =
+            match KmsgDevice::open(&self.kmsg_path, Arc::clone(&self.stats), self.clock.clone()) {
+                Ok(mut d) => {
+                    d.position(start);
+                    self.log = Some(KernelLog::Device(d));
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+        match ring::RingReader::open(self.poll, Arc::clone(&self.stats), self.clock.clone()) {
+            Ok(mut r) => {
+                if !self.warned {
+                    self.warned = true;
+                    tracing::warn!(path = %self.kmsg_path.display(), error = %kmsg_err,
+                        "cannot open the kernel log device; reading the kernel ring through syslog(2) instead");
+                }
+                r.position(start);
+                self.log = Some(KernelLog::Ring(r));
+                Ok(())
+            }
+            Err(ring_err) => Err(SourceError(format!(
+                "cannot read the kernel log: opening {} failed: {kmsg_err}; syslog(2) READ_ALL failed: {ring_err}",
+                self.kmsg_path.display()
+            ))),
+        }
+    }
+
+    fn read(&mut self, wait: Duration, out: &mut Vec<Record>) -> Result<(), SourceError> {
+        match &mut self.log {
+            Some(KernelLog::Device(d)) => d.read(wait, out),
+            Some(KernelLog::Ring(r)) => r.read(wait, out),
+            None => Err(SourceError("the kernel log is not open".into())),
+        }
+    }
+}
+
+/// Parse a line of a kernel log file for offline replay (`rules test --format kmsg`):
+/// a raw record (`PRI,SEQ,USEC,FLAGS;msg`), `dmesg -r` (`<PRI>[ secs] msg`) or
+/// `dmesg` (`[ secs] msg`) form. Returns the message and, when given, seconds since boot.
+pub fn parse_kernel_log_line(line: &str) -> (String, Option<f64>) {
+    if let Ok(r) = parse_record(line.as_bytes()) {
+        return (r.message, Some(r.usec as f64 / 1e6));
+    }
+    if let Ok(r) = ring::parse_line(line.as_bytes()) {
+        return (r.message, Some(r.usec as f64 / 1e6));
+    }
+    let mut rest = line;
+    if let Some(r) = rest.strip_prefix('<') {
+        if let Some(end) = r.find('>') {
+            if r[..end].bytes().all(|b| b.is_ascii_digit()) && end > 0 {
+                rest = &r[end + 1..];
+            }
+        }
+    }
+    if let Some(r) = rest.strip_prefix('[') {
+        if let Some(end) = r.find(']') {
+            if let Ok(secs) = r[..end].trim().parse::<f64>() {
+                let msg = r[end + 1..].strip_prefix(' ').unwrap_or(&r[end + 1..]);
+                return (msg.to_string(), Some(secs));
+            }
+        }
+    }
+    (rest.to_string(), None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::VecDeque;
+
+    #[test]
+    fn record_times_follow_a_step_of_the_realtime_clock() {
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let clock = Arc::new(Mutex::new((t(1_000_000), Duration::from_secs(100))));
+        let k = KernelClock::Manual(Arc::clone(&clock));
+        // a record 10 s before now
+        assert_eq!(record_time(k.now(), 90_000_000), t(999_990));
+        // the realtime clock steps back an hour (NTP): 5 s later, a record 1 s old
+        *clock.lock().unwrap() = (t(1_000_005 - 3600), Duration::from_secs(105));
+        assert_eq!(record_time(k.now(), 104_000_000), t(1_000_004 - 3600));
+        // a record stamped after "now" (clock granularity) is not before it
+        assert_eq!(
+            record_time(k.now(), 105_500_000),
+            t(1_000_005 - 3600) + Duration::from_millis(500)
+        );
+    }
 
     #[test]
     fn parses_records_from_the_real_ring() {
@@ -288,21 +567,8 @@ mod tests {
     /// Arbitrary bytes never panic the parser (deterministic property test).
     #[test]
     fn arbitrary_bytes_never_panic() {
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
         let alphabet = b"0123456789,;-\\x\n =abcfAF\xff\xc3";
-        for _ in 0..20000 {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let len = (rng % 64) as usize;
-            let mut v = Vec::with_capacity(len);
-            let mut r = rng;
-            for _ in 0..len {
-                r = r
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                v.push(alphabet[(r >> 33) as usize % alphabet.len()]);
-            }
+        for v in crate::testing::arbitrary(0x2545_f491_4f6c_dd1d, alphabet, 64, 20000) {
             let _ = parse_record(&v);
             let _ = unescape(&v);
         }
@@ -355,7 +621,6 @@ mod tests {
         );
         assert_eq!(stats.records_lost.load(Ordering::Relaxed), 677);
         assert_eq!(stats.overruns.load(Ordering::Relaxed), 2);
-        assert_eq!(stats.records_read.load(Ordering::Relaxed), 3);
         assert_eq!(stats.parse_errors.load(Ordering::Relaxed), 1);
         assert_eq!(d.last_seq(), Some(689));
     }

@@ -1,29 +1,21 @@
-//! Log monitors: NPD-compatible system-log-monitor rules over the kernel log.
+//! Log monitors: NPD-compatible system-log-monitor rules over the kernel log, the journal
+//! and log files.
 //!
 //! * [`rules`]: loading and validating NPD rule files ([`MonitorConfig::load`]).
 //! * [`engine`]: NPD's buffer matching semantics, compiled once, with a prefilter.
-//! * [`kmsg`]: `/dev/kmsg` records and ring-overrun accounting.
-//! * [`ring`]: the kernel ring read through `syslog(2)` where `/dev/kmsg` cannot be opened.
-//! * [`cursor`]: per-boot state (kmsg cursor, log-based conditions) in the state directory.
+//! * [`driver`]: the one monitor loop (initial conditions, at-least-once delivery, expiry,
+//!   outages, state) over a [`LogSource`].
+//! * the sources: [`kmsg`] (the kernel log: `/dev/kmsg`, or where a container's device
+//!   cgroup denies it, the ring through `syslog(2)`, [`ring`]), [`journald`] (default-on
+//!   `journald` cargo feature) and [`filelog`].
+//! * [`cursor`]: per-boot state (position, log-based conditions) in the state directory.
 //! * [`oom`]: OOM kill attribution (pod UID, container ID).
 //!
-//! [`spawn_monitors`] runs one task per monitor and sends every [`LogFinding`] into a
-//! bounded channel. At start each monitor first sends one [`ConditionUpdate`] per declared
-//! condition with its current state (restored from the state directory in the same boot,
-//! otherwise `False` with the declared reason), then findings as lines match.
-//!
-//! The kmsg source reads `/dev/kmsg` when it can open it, otherwise (a container's device
-//! cgroup: `EPERM`) the ring through `syslog(2)` ([`ring`]). When neither works (no
-//! `CAP_SYSLOG`) the monitor does not stop the agent: its conditions turn `Unknown` with a
-//! message naming the source, the cause and what to grant, it sends one
-//! `LogSourceUnavailable` event per outage and tries again every [`KERNEL_LOG_RETRY`].
-//!
-//! Sources: `kmsg` ([`kmsg`], [`ring`]), `journald` ([`journald`], default-on `journald` cargo
-//! feature) and `filelog` ([`filelog`]). [`spawn_monitors`] skips a journald monitor whose
-//! journal directory is missing (NPD fails to start it) and lists it in
-//! [`Monitors::skipped`].
+//! [`spawn_monitors`] runs one thread per monitor (never the async runtime's thread: every
+//! read and state write may block) and sends every finding into a bounded channel.
 
 pub mod cursor;
+pub mod driver;
 pub mod engine;
 pub mod filelog;
 #[cfg(feature = "journald")]
@@ -33,18 +25,18 @@ pub mod oom;
 pub mod ring;
 pub mod rules;
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
-use crate::findings::{ConditionUpdate, LogFinding, MonitorEvent};
+use crate::findings::{ConditionUpdate, LogFinding, LogItem, MonitorEvent};
 use crate::{ConditionStatus, HostPaths};
+pub use driver::{LogSource, LOG_SOURCE_UNAVAILABLE};
 pub use engine::{Line, LogBuffer, RuleMatch, RuleSet};
+pub use kmsg::parse_kernel_log_line;
 pub use rules::{ConditionDecl, MonitorConfig, Plugin, RuleDecl, RuleType, RulesError};
 
 /// Default state directory (`--state-dir`).
@@ -146,21 +138,6 @@ impl MonitorOptions {
     }
 }
 
-/// A monitor's saved state, if it is from this boot. A corrupt file is counted and logged,
-/// and the monitor starts as if there were none.
-fn load_state(
-    path: &std::path::Path,
-    stats: &MonitorStats,
-    boot_id: Option<&str>,
-) -> Option<cursor::MonitorState> {
-    let saved = cursor::load(path).unwrap_or_else(|e| {
-        stats.state_errors.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(error = %e, "ignoring log monitor state");
-        None
-    });
-    saved.filter(|s| boot_id == Some(s.boot_id.as_str()))
-}
-
 /// Wait up to `d` in a blocking monitor thread, waking at once when shutdown is requested
 /// (or its sender is gone). Returns true when the monitor should stop. One timed wait, not a
 /// polling loop, so an idle monitor wakes only once per `d`.
@@ -231,6 +208,8 @@ pub struct MonitorStats {
     problem: Mutex<String>,
     /// Last sign of life of the monitor's loop (ms on [`monotonic_ms`]).
     heartbeat_ms: AtomicU64,
+    /// Since when (ms on [`monotonic_ms`]) a state file write is under way; 0: none.
+    writing_since_ms: AtomicU64,
 }
 
 /// What a monitor reads.
@@ -297,6 +276,21 @@ impl MonitorStats {
             down_since_ms: AtomicU64::new(monotonic_ms()),
             problem: Mutex::new(String::new()),
             heartbeat_ms: AtomicU64::new(monotonic_ms()),
+            writing_since_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// A state file write starts (`true`) or ends.
+    pub fn writing(&self, on: bool) {
+        let v = if on { monotonic_ms() } else { 0 };
+        self.writing_since_ms.store(v, Ordering::Relaxed);
+    }
+
+    /// How long the state file write under way has taken (a hung state directory).
+    pub fn writing_for(&self) -> Option<Duration> {
+        match self.writing_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(Duration::from_millis(monotonic_ms().saturating_sub(since))),
         }
     }
 
@@ -373,9 +367,8 @@ pub struct Monitors {
     /// Monitors not started: (origin, why).
     pub skipped: Vec<(String, String)>,
     shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-    /// Monitors that block (journald, filelog) run on their own threads, not in the
-    /// runtime's small blocking pool, which they would hold for the agent's lifetime.
+    /// One thread per monitor, not the runtime's small blocking pool, which they would
+    /// hold for the agent's lifetime.
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -387,9 +380,6 @@ impl Monitors {
     /// monitor threads; one still busy after that is left behind (and logged).
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
         let deadline = Instant::now() + THREAD_STOP_WAIT;
         for t in self.threads {
             while !t.is_finished() && Instant::now() < deadline {
@@ -633,13 +623,16 @@ impl Matcher {
     }
 }
 
-/// Start every monitor. Must be called inside a tokio runtime. Monitors whose source is
-/// not available in this build (journald, filelog) are skipped and listed.
+/// Start every monitor on its own thread. Must be called inside a tokio runtime (the
+/// threads use its timers). A monitor whose source is not available in this build
+/// (journald without the cargo feature) or whose plugin configuration is invalid is skipped
+/// and listed; a source that cannot be read is the monitor's business (an outage), never an
+/// error here.
 pub fn spawn_monitors(
     host: HostPaths,
     configs: Vec<MonitorConfig>,
     options: MonitorOptions,
-    tx: mpsc::Sender<LogFinding>,
+    tx: mpsc::Sender<LogItem>,
 ) -> Result<Monitors, LogError> {
     tokio::runtime::Handle::try_current().map_err(|_| LogError::NoRuntime)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -647,615 +640,94 @@ pub fn spawn_monitors(
         stats: Vec::new(),
         skipped: Vec::new(),
         shutdown,
-        tasks: Vec::new(),
         threads: Vec::new(),
     };
+    let boot_id_path = host.proc().join("sys/kernel/random/boot_id");
     let mut used_state_files: Vec<PathBuf> = Vec::new();
-    let mut kmsg_tasks = Vec::new();
-    let mut kernel_threads = Vec::new();
-    let mut used_state = |plugin: &str, source: &str| {
-        let mut p = cursor::state_file(&options.state_dir, plugin, source);
-        let mut n = 2;
-        while used_state_files.contains(&p) {
-            p = cursor::state_file(&options.state_dir, plugin, &format!("{source}-{n}"));
-            n += 1;
-        }
-        used_state_files.push(p.clone());
-        p
-    };
-    #[cfg(feature = "journald")]
-    let mut journal_tasks = Vec::new();
-    let mut file_tasks = Vec::new();
-    for config in configs {
-        if config.plugin == Plugin::Filelog {
-            let Some(log_path) = config.log_path.clone() else {
-                continue; // rejected at load
-            };
-            let translator = match filelog::Translator::from_plugin_config(&config.plugin_config) {
-                Ok(t) => t,
-                Err(e) => {
-                    monitors
-                        .skipped
-                        .push((config.origin.clone(), e.to_string()));
-                    continue;
-                }
-            };
-            let stats = Arc::new(MonitorStats::new(config.source.clone()));
-            monitors.stats.push(Arc::clone(&stats));
-            file_tasks.push(filelog::FileMonitor {
-                path: host.path(&log_path),
-                translator,
-                boot_id: read_boot_id(&host.proc().join("sys/kernel/random/boot_id")),
-                boot: boot_time(SystemTime::now()),
-                state_path: used_state("filelog", &config.source),
-                config,
-                stats,
-                tx: tx.clone(),
-                shutdown: shutdown_rx.clone(),
-            });
-            continue;
-        }
-        #[cfg(feature = "journald")]
-        if config.plugin == Plugin::Journald {
-            let dir = host.path(config.log_path.as_deref().unwrap_or("/var/log/journal"));
-            if !dir.is_dir() {
+    for (i, config) in configs.into_iter().enumerate() {
+        let stats = Arc::new(MonitorStats::new(config.source.clone()));
+        let (source, kind, grant): (Box<dyn LogSource>, &str, &str) = match config.plugin {
+            Plugin::Kmsg => {
+                let kmsg_path = options
+                    .kmsg_path
+                    .clone()
+                    .unwrap_or_else(|| host.dev().join("kmsg"));
+                let src = kmsg::KernelSource::new(kmsg_path, options.ring_poll, Arc::clone(&stats));
+                (Box::new(src), "kernel", kmsg::KERNEL_LOG_GRANT)
+            }
+            #[cfg(feature = "journald")]
+            Plugin::Journald => {
+                let dir = host.path(config.log_path.as_deref().unwrap_or("/var/log/journal"));
+                let identifier = config
+                    .plugin_config
+                    .get("source")
+                    .cloned()
+                    .unwrap_or_default();
+                let src = journald::JournalSource::new(dir, identifier, Arc::clone(&stats));
+                (Box::new(src), "journal", "")
+            }
+            Plugin::Filelog => {
+                let translator =
+                    match filelog::Translator::from_plugin_config(&config.plugin_config) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            monitors
+                                .skipped
+                                .push((config.origin.clone(), e.to_string()));
+                            continue;
+                        }
+                    };
+                let Some(log_path) = config.log_path.clone() else {
+                    continue; // rejected at load
+                };
+                let src = filelog::FileSource::new(
+                    host.path(&log_path),
+                    translator,
+                    config.skip_list.clone(),
+                    Arc::clone(&stats),
+                );
+                (Box::new(src), "file", "")
+            }
+            #[allow(unreachable_patterns)]
+            other => {
                 let why = format!(
-                    "journal directory {} does not exist; monitor {:?} not started",
-                    dir.display(),
+                    "the {} source is not implemented in this build; monitor {:?} not started",
+                    other.as_str(),
                     config.source
                 );
                 tracing::warn!(origin = %config.origin, "{why}");
                 monitors.skipped.push((config.origin.clone(), why));
                 continue;
             }
-            let stats = Arc::new(MonitorStats::new(config.source.clone()));
-            monitors.stats.push(Arc::clone(&stats));
-            journal_tasks.push(journald::JournalMonitor {
-                dir,
-                identifier: config
-                    .plugin_config
-                    .get("source")
-                    .cloned()
-                    .unwrap_or_default(),
-                boot_id: read_boot_id(&host.proc().join("sys/kernel/random/boot_id")),
-                boot: boot_time(SystemTime::now()),
-                state_path: used_state("journald", &config.source),
-                config,
-                stats,
-                tx: tx.clone(),
-                shutdown: shutdown_rx.clone(),
-            });
-            continue;
+        };
+        // one state file per monitor, even when two share a source name
+        let mut state_path =
+            cursor::state_file(&options.state_dir, config.plugin.as_str(), &config.source);
+        let mut n = 2;
+        while used_state_files.contains(&state_path) {
+            let source = format!("{}-{n}", config.source);
+            state_path = cursor::state_file(&options.state_dir, config.plugin.as_str(), &source);
+            n += 1;
         }
-        if config.plugin != Plugin::Kmsg {
-            let why = format!(
-                "the {} source is not implemented in this build; monitor {:?} not started",
-                config.plugin.as_str(),
-                config.source
-            );
-            tracing::warn!(origin = %config.origin, "{why}");
-            monitors.skipped.push((config.origin.clone(), why));
-            continue;
-        }
-        let kmsg_path = options
-            .kmsg_path
-            .clone()
-            .unwrap_or_else(|| host.dev().join("kmsg"));
-        let state_path = used_state("kmsg", &config.source);
-        let stats = Arc::new(MonitorStats::new(config.source.clone()));
+        used_state_files.push(state_path.clone());
         monitors.stats.push(Arc::clone(&stats));
-        let kernel = KernelMonitor {
-            boot_id_path: host.proc().join("sys/kernel/random/boot_id"),
-            kmsg_path,
-            state_path,
+        let origin = config.origin.clone();
+        let driver = driver::Driver {
+            boot_id: driver::read_boot_id(&boot_id_path),
             config,
             stats,
             tx: tx.clone(),
             shutdown: shutdown_rx.clone(),
-            poll: options.ring_poll,
+            state_path,
+            grant,
+            kind,
         };
-        match open_kernel_log(&kernel.kmsg_path) {
-            KernelLog::Kmsg(file) => kmsg_tasks.push(kernel.kmsg(file)),
-            other => kernel_threads.push((kernel, other)),
-        }
-    }
-    for m in kmsg_tasks {
-        monitors.tasks.push(tokio::spawn(m.run()));
-    }
-    for (i, (k, log)) in kernel_threads.into_iter().enumerate() {
-        let origin = k.config.origin.clone();
-        let t = spawn_thread(&format!("kernel-log-{i}"), &origin, move || k.run(log))?;
-        monitors.threads.push(t);
-    }
-    for (i, m) in file_tasks.into_iter().enumerate() {
-        let origin = m.config.origin.clone();
-        let t = spawn_thread(&format!("filelog-{i}"), &origin, move || m.run())?;
-        monitors.threads.push(t);
-    }
-    #[cfg(feature = "journald")]
-    for (i, m) in journal_tasks.into_iter().enumerate() {
-        let origin = m.config.origin.clone();
-        let t = spawn_thread(&format!("journald-{i}"), &origin, move || m.run())?;
+        let t = spawn_thread(&format!("{kind}-log-{i}"), &origin, move || {
+            driver.run(source)
+        })?;
         monitors.threads.push(t);
     }
     Ok(monitors)
-}
-
-/// Where reading starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Start {
-    /// Same boot, state present: everything after this sequence number.
-    AfterSeq(u64),
-    /// Same boot, state present: everything after the saved ring cursor.
-    AfterRing,
-    /// New boot or no state: records not older than this (lookback / delay).
-    Since(SystemTime),
-    /// No lookback: only records written from now on.
-    End,
-}
-
-/// Where a monitor without saved state starts: `lookback` before now (not before
-/// `boot + delay`), or at the end of the log without a lookback.
-fn start_point(config: &MonitorConfig, now: SystemTime, boot: SystemTime) -> Start {
-    if config.lookback.is_zero() {
-        return Start::End;
-    }
-    let since = now.checked_sub(config.lookback).unwrap_or(boot);
-    Start::Since(since.max(boot + config.delay.unwrap_or_default()))
-}
-
-struct KmsgMonitor {
-    boot_id_path: PathBuf,
-    kmsg_path: PathBuf,
-    file: std::fs::File,
-    state_path: PathBuf,
-    config: MonitorConfig,
-    stats: Arc<MonitorStats>,
-    tx: mpsc::Sender<LogFinding>,
-    shutdown: watch::Receiver<bool>,
-}
-
-/// How the kernel log can be read.
-enum KernelLog {
-    /// `/dev/kmsg`, opened.
-    Kmsg(std::fs::File),
-    /// The ring through `syslog(2)`: its size.
-    Ring(usize),
-    /// Neither: why.
-    Unavailable(String),
-}
-
-/// The first cause of a kernel log outage: what a node operator must grant.
-const KERNEL_LOG_GRANT: &str = "grant the agent CAP_SYSLOG (Kubernetes: securityContext.capabilities.add: [\"SYSLOG\"]; \
-     kernel.dmesg_restrict=1 requires it for syslog(2)), or access to the /dev/kmsg device (privileged)";
-
-/// How often a monitor whose kernel log cannot be read tries again.
-pub const KERNEL_LOG_RETRY: Duration = Duration::from_secs(10);
-
-/// Open `/dev/kmsg`; where that fails, check that the ring can be read through `syslog(2)`.
-fn open_kernel_log(kmsg_path: &Path) -> KernelLog {
-    let kmsg_err = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(kmsg_path)
-    {
-        Ok(f) => return KernelLog::Kmsg(f),
-        Err(e) => e,
-    };
-    let ring = crate::sys::klog_size().and_then(|size| {
-        let mut probe = [0u8; 64];
-        crate::sys::klog_read_all(&mut probe).map(|_| size)
-    });
-    match ring {
-        Ok(size) => {
-            tracing::warn!(path = %kmsg_path.display(), error = %kmsg_err,
-                "cannot open the kernel log device; reading the kernel ring through syslog(2) instead");
-            KernelLog::Ring(size)
-        }
-        Err(ring_err) => KernelLog::Unavailable(format!(
-            "cannot read the kernel log: opening {} failed: {kmsg_err}; syslog(2) READ_ALL failed: {ring_err}; {KERNEL_LOG_GRANT}",
-            kmsg_path.display()
-        )),
-    }
-}
-
-/// A kernel log monitor before it knows what it reads.
-struct KernelMonitor {
-    boot_id_path: PathBuf,
-    kmsg_path: PathBuf,
-    state_path: PathBuf,
-    config: MonitorConfig,
-    stats: Arc<MonitorStats>,
-    tx: mpsc::Sender<LogFinding>,
-    shutdown: watch::Receiver<bool>,
-    poll: Duration,
-}
-
-impl KernelMonitor {
-    fn kmsg(self, file: std::fs::File) -> KmsgMonitor {
-        KmsgMonitor {
-            boot_id_path: self.boot_id_path,
-            kmsg_path: self.kmsg_path,
-            file,
-            state_path: self.state_path,
-            config: self.config,
-            stats: self.stats,
-            tx: self.tx,
-            shutdown: self.shutdown,
-        }
-    }
-
-    /// On a monitor thread: read the ring, or wait for the kernel log to become readable
-    /// (then read whichever works).
-    fn run(self, mut log: KernelLog) {
-        loop {
-            match log {
-                KernelLog::Kmsg(file) => {
-                    if let Ok(h) = tokio::runtime::Handle::try_current() {
-                        h.block_on(self.kmsg(file).run());
-                    }
-                    return;
-                }
-                KernelLog::Ring(size) => {
-                    let boot_id = read_boot_id(&self.boot_id_path);
-                    ring::RingMonitor {
-                        boot_id,
-                        boot: boot_time(SystemTime::now()),
-                        state_path: self.state_path,
-                        config: self.config,
-                        stats: self.stats,
-                        tx: self.tx,
-                        shutdown: self.shutdown,
-                        poll: self.poll,
-                        read_size: size.min(ring::MAX_READ),
-                    }
-                    .run();
-                    return;
-                }
-                KernelLog::Unavailable(why) => match self.unavailable(why) {
-                    Some(l) => log = l,
-                    None => return,
-                },
-            }
-        }
-    }
-
-    /// One outage: every declared condition `Unknown` with the cause, one
-    /// `LogSourceUnavailable` event, then a new try every [`KERNEL_LOG_RETRY`]. Returns the
-    /// log once it can be read, `None` on shutdown.
-    fn unavailable(&self, why: String) -> Option<KernelLog> {
-        let stats = &self.stats;
-        stats.set_backend(Backend::None);
-        stats.read_errors.fetch_add(1, Ordering::Relaxed);
-        stats.mark_down(why.clone());
-        stats.running.store(true, Ordering::Relaxed);
-        tracing::error!(monitor = %self.config.source, "{why}; its conditions are Unknown until it can");
-        let now = SystemTime::now();
-        let mut out: Vec<LogFinding> = self
-            .config
-            .conditions
-            .iter()
-            .map(|d| {
-                LogFinding::Condition(ConditionUpdate {
-                    source: self.config.source.clone(),
-                    condition: d.condition.clone(),
-                    status: ConditionStatus::Unknown,
-                    reason: LOG_SOURCE_UNAVAILABLE.to_string(),
-                    message: why.clone(),
-                    transition: now,
-                })
-            })
-            .collect();
-        out.push(LogFinding::Event(MonitorEvent {
-            source: self.config.source.clone(),
-            reason: LOG_SOURCE_UNAVAILABLE.to_string(),
-            message: why,
-            timestamp: now,
-            oom: None,
-        }));
-        for f in out {
-            if self.tx.blocking_send(f).is_err() {
-                return None;
-            }
-        }
-        stats.ready.store(true, Ordering::Relaxed);
-        loop {
-            stats.beat();
-            if pause(&self.shutdown, KERNEL_LOG_RETRY) {
-                stats.running.store(false, Ordering::Relaxed);
-                return None;
-            }
-            match open_kernel_log(&self.kmsg_path) {
-                KernelLog::Unavailable(why) => {
-                    stats.read_errors.fetch_add(1, Ordering::Relaxed);
-                    stats.mark_down(why)
-                }
-                log => {
-                    tracing::info!(monitor = %self.config.source, "the kernel log can be read again");
-                    return Some(log);
-                }
-            }
-        }
-    }
-}
-
-/// Reason of the event (and of the `Unknown` conditions) of a log source that cannot be read.
-pub const LOG_SOURCE_UNAVAILABLE: &str = "LogSourceUnavailable";
-
-/// Read (and drop) every record available now on a non-blocking kmsg fd; the last
-/// sequence number seen.
-fn skip_existing(mut file: &std::fs::File, buf: &mut [u8]) -> Option<u64> {
-    use std::io::Read;
-    let mut last = None;
-    loop {
-        match file.read(buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if let Ok(r) = kmsg::parse_record(&buf[..n]) {
-                    last = Some(r.seq);
-                }
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the kernel log failed");
-                break;
-            }
-        }
-    }
-    last
-}
-
-/// The host's boot id; `None` (state is then not persisted) when it cannot be read.
-fn read_boot_id(path: &Path) -> Option<String> {
-    match HostPaths::read_trimmed(path) {
-        Ok(id) if !id.is_empty() => Some(id),
-        other => {
-            tracing::warn!(path = %path.display(), result = ?other.err(),
-                "cannot read the boot id; log cursor and condition state are not persisted");
-            None
-        }
-    }
-}
-
-/// Realtime clock at boot, as the kernel's kmsg timestamps count from it.
-fn boot_time(now: SystemTime) -> SystemTime {
-    let since_boot = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| Duration::new(t.tv_sec().max(0) as u64, t.tv_nsec().max(0) as u32))
-        .unwrap_or_default();
-    now.checked_sub(since_boot)
-        .unwrap_or(SystemTime::UNIX_EPOCH)
-}
-
-struct Persist {
-    /// Ring cursor (kmsg monitors reading through syslog(2)).
-    ring: Option<ring::RingCursor>,
-    path: PathBuf,
-    boot_id: Option<String>,
-    last_write: Instant,
-    warned: bool,
-    dirty: bool,
-    /// Journal cursor (journald monitors).
-    journal_cursor: Option<String>,
-    /// Inode and offset (filelog monitors).
-    file: Option<(u64, u64)>,
-}
-
-impl Persist {
-    fn new(path: PathBuf, boot_id: Option<String>) -> Self {
-        Persist {
-            ring: None,
-            path,
-            boot_id,
-            last_write: Instant::now(),
-            warned: false,
-            dirty: true,
-            journal_cursor: None,
-            file: None,
-        }
-    }
-
-    fn save(&mut self, stats: &MonitorStats, last_seq: Option<u64>, tracker: &ConditionTracker) {
-        let Some(boot_id) = self.boot_id.clone() else {
-            return;
-        };
-        let state = cursor::MonitorState {
-            version: cursor::STATE_VERSION,
-            boot_id,
-            last_seq,
-            conditions: tracker.snapshot(),
-            journal_cursor: self.journal_cursor.clone(),
-            file_inode: self.file.map(|f| f.0),
-            file_offset: self.file.map(|f| f.1),
-            ring_usec: self.ring.map(|c| c.usec),
-            ring_seen: self.ring.map(|c| c.seen),
-        };
-        self.last_write = Instant::now();
-        self.dirty = false;
-        if let Err(e) = cursor::save(&self.path, &state) {
-            stats.state_errors.fetch_add(1, Ordering::Relaxed);
-            if !self.warned {
-                self.warned = true;
-                tracing::warn!(error = %e, "cannot persist log monitor state; a restart may replay or miss lines (logged once)");
-            }
-        }
-    }
-}
-
-impl KmsgMonitor {
-    async fn run(mut self) {
-        self.stats.running.store(true, Ordering::Relaxed);
-        let now = SystemTime::now();
-        let boot = boot_time(now);
-        let boot_id = read_boot_id(&self.boot_id_path);
-        let saved = load_state(&self.state_path, &self.stats, boot_id.as_deref());
-        let source = self.config.source.clone();
-        let mut matcher = Matcher::new(self.config.clone(), Arc::clone(&self.stats), now);
-        let mut decoder = kmsg::KmsgDecoder::new(Arc::clone(&self.stats));
-        let start = match &saved {
-            Some(s) => {
-                matcher.conditions.restore(&s.conditions);
-                match s.last_seq {
-                    Some(seq) => Start::AfterSeq(seq),
-                    None => Start::End,
-                }
-            }
-            None => start_point(&self.config, now, boot),
-        };
-        let mut buf = vec![0u8; kmsg::READ_BUF];
-        // No lookback: skip what is in the ring now, but learn its last sequence number so
-        // that the cursor is meaningful from the start (a restart then resumes exactly).
-        let start = if start == Start::End {
-            match skip_existing(&self.file, &mut buf) {
-                Some(seq) => Start::AfterSeq(seq),
-                None => Start::End,
-            }
-        } else {
-            start
-        };
-        if let Start::AfterSeq(seq) = start {
-            decoder.resume_after(seq);
-        }
-        tracing::info!(monitor = %source, backend = "kmsg", path = %self.kmsg_path.display(), start = ?start,
-            state = %self.state_path.display(), "kernel log monitor started");
-        self.stats.set_backend(Backend::Kmsg);
-        let mut persist = Persist::new(self.state_path.clone(), boot_id);
-        for u in matcher.conditions.current() {
-            if self.tx.send(LogFinding::Condition(u)).await.is_err() {
-                return;
-            }
-        }
-        let afd = match crate::sys::async_fd_readable(self.file) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!(path = %self.kmsg_path.display(), error = %e, "kernel log cannot be polled; monitor stopped");
-                self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
-                self.stats.running.store(false, Ordering::Relaxed);
-                return;
-            }
-        };
-        self.stats.mark_up(true);
-        self.stats.ready.store(true, Ordering::Relaxed);
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut processed_seq = match start {
-            Start::AfterSeq(s) => Some(s),
-            _ => None,
-        };
-        'outer: loop {
-            tokio::select! {
-                _ = self.shutdown.changed() => break 'outer,
-                _ = tick.tick() => {
-                    self.stats.beat();
-                    let cleared = matcher.conditions.expire(SystemTime::now());
-                    if !cleared.is_empty() {
-                        persist.save(&self.stats, processed_seq, &matcher.conditions);
-                        for u in cleared {
-                            if self.tx.send(LogFinding::Condition(u)).await.is_err() {
-                                break 'outer;
-                            }
-                        }
-                    } else if persist.dirty {
-                        persist.save(&self.stats, processed_seq, &matcher.conditions);
-                    }
-                }
-                ready = afd.readable() => {
-                    let mut guard = match ready {
-                        Ok(g) => g,
-                        Err(e) => {
-                            tracing::error!(error = %e, "polling the kernel log failed; monitor stopped");
-                            self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
-                            break 'outer;
-                        }
-                    };
-                    // drain what is there, a bounded batch at a time
-                    for _ in 0..4096 {
-                        let res = guard.try_io(|fd| {
-                            use std::io::Read;
-                            fd.get_ref().read(&mut buf)
-                        });
-                        let ev = match res {
-                            Err(_would_block) => break,
-                            Ok(Ok(0)) => break,
-                            Ok(Ok(n)) => {
-                                if !self.stats.is_up() {
-                                    self.stats.mark_up(true);
-                                }
-                                decoder.on_bytes(&buf[..n])
-                            }
-                            Ok(Err(e)) if e.raw_os_error() == Some(libc::EPIPE) => decoder.on_overrun(),
-                            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                            Ok(Err(e)) => {
-                                self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
-                                self.stats.mark_down(format!("reading {} failed: {e}", self.kmsg_path.display()));
-                                tracing::warn!(error = %e, "reading the kernel log failed; retrying in 5s");
-                                drop(guard);
-                                tokio::time::sleep(Duration::from_secs(5)).await;
-                                continue 'outer;
-                            }
-                        };
-                        let kmsg::ReadEvent::Record(rec) = ev else { continue };
-                        match start {
-                            Start::AfterSeq(s) if rec.seq <= s => continue,
-                            _ => {}
-                        }
-                        let at = boot + Duration::from_micros(rec.usec);
-                        processed_seq = Some(rec.seq);
-                        persist.dirty = true;
-                        if let Start::Since(since) = start {
-                            if at < since {
-                                continue;
-                            }
-                        }
-                        let (findings, _) = matcher.push(&rec.message, at);
-                        if !findings.is_empty() {
-                            // persist first: a restart never reports these again
-                            persist.save(&self.stats, processed_seq, &matcher.conditions);
-                            for f in findings {
-                                if self.tx.send(f).await.is_err() {
-                                    break 'outer;
-                                }
-                            }
-                        }
-                    }
-                    if persist.dirty && persist.last_write.elapsed() >= Duration::from_secs(1) {
-                        persist.save(&self.stats, processed_seq, &matcher.conditions);
-                    }
-                    tokio::task::yield_now().await;
-                }
-            }
-        }
-        persist.save(&self.stats, processed_seq, &matcher.conditions);
-        self.stats.running.store(false, Ordering::Relaxed);
-        tracing::info!(monitor = %source, "kernel log monitor stopped");
-    }
-}
-
-/// Parse a line of a kernel log file for offline replay (`rules test --format kmsg`):
-/// a raw record (`PRI,SEQ,USEC,FLAGS;msg`), `dmesg -r` (`<PRI>[ secs] msg`) or
-/// `dmesg` (`[ secs] msg`) form. Returns the message and, when given, seconds since boot.
-pub fn parse_kernel_log_line(line: &str) -> (String, Option<f64>) {
-    if let Ok(r) = kmsg::parse_record(line.as_bytes()) {
-        return (r.message, Some(r.usec as f64 / 1e6));
-    }
-    let mut rest = line;
-    if let Some(r) = rest.strip_prefix('<') {
-        if let Some(end) = r.find('>') {
-            if r[..end].bytes().all(|b| b.is_ascii_digit()) && end > 0 {
-                rest = &r[end + 1..];
-            }
-        }
-    }
-    if let Some(r) = rest.strip_prefix('[') {
-        if let Some(end) = r.find(']') {
-            if let Ok(secs) = r[..end].trim().parse::<f64>() {
-                let msg = r[end + 1..].strip_prefix(' ').unwrap_or(&r[end + 1..]);
-                return (msg.to_string(), Some(secs));
-            }
-        }
-    }
-    (rest.to_string(), None)
 }
 
 /// Strip a classic syslog header (`Mon DD HH:MM:SS host ident[pid]: `) for

@@ -15,14 +15,14 @@
 //! every line is matched as its own record), and a line is seen up to one poll interval
 //! after it was written.
 
+use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
-
-use super::{Matcher, MonitorConfig, MonitorStats, Persist, Start};
-use crate::findings::LogFinding;
+use super::driver::{Position, Record, SourceError, Start};
+use super::kmsg::{record_time, KernelClock};
+use super::MonitorStats;
 
 /// Default interval between two reads of the ring (`--kernel-log-poll-interval`).
 pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
@@ -197,141 +197,96 @@ pub fn select(text: &[u8], after: Option<RingCursor>) -> Batch {
     out
 }
 
-/// The kmsg source read through `syslog(2)`, on its own thread.
-pub(super) struct RingMonitor {
-    pub boot_id: Option<String>,
-    pub boot: SystemTime,
-    pub state_path: std::path::PathBuf,
-    pub config: MonitorConfig,
-    pub stats: Arc<MonitorStats>,
-    pub tx: mpsc::Sender<LogFinding>,
-    pub shutdown: watch::Receiver<bool>,
-    pub poll: Duration,
-    /// Bytes read at once (the ring's size, at most [`MAX_READ`]).
-    pub read_size: usize,
+/// The ring read through `syslog(2)` every `poll`, on the monitor's thread.
+pub struct RingReader {
+    poll: Duration,
+    buf: Vec<u8>,
+    cursor: Option<RingCursor>,
+    last_read: Option<Instant>,
+    stats: Arc<MonitorStats>,
+    clock: KernelClock,
+    lost_logged: bool,
 }
 
-impl RingMonitor {
-    /// Blocking loop; returns on shutdown or when the receiver is gone.
-    pub(super) fn run(self) {
-        self.stats.running.store(true, Ordering::Relaxed);
-        self.stats.set_backend(super::Backend::Syslog);
-        let now = SystemTime::now();
-        let saved = super::load_state(&self.state_path, &self.stats, self.boot_id.as_deref());
-        let mut matcher = Matcher::new(self.config.clone(), Arc::clone(&self.stats), now);
-        let mut cursor: Option<RingCursor> = None;
-        let start = match &saved {
-            Some(s) => {
-                matcher.conditions.restore(&s.conditions);
-                match (s.ring_usec, s.ring_seen) {
-                    (Some(usec), Some(seen)) => {
-                        cursor = Some(RingCursor { usec, seen });
-                        Start::AfterRing
-                    }
-                    _ => Start::End,
-                }
-            }
-            None => super::start_point(&self.config, now, self.boot),
+impl RingReader {
+    /// Check that the ring can be read (`CAP_SYSLOG`), and size the buffer to it.
+    pub fn open(poll: Duration, stats: Arc<MonitorStats>, clock: KernelClock) -> io::Result<Self> {
+        let size = crate::sys::klog_size()?;
+        let mut buf = vec![0u8; size.clamp(4096, MAX_READ)];
+        crate::sys::klog_read_all(&mut buf[..64])?;
+        Ok(RingReader {
+            poll,
+            buf,
+            cursor: None,
+            last_read: None,
+            stats,
+            clock,
+            lost_logged: false,
+        })
+    }
+
+    /// Position at `start`.
+    pub fn position(&mut self, start: &Start) {
+        self.cursor = match start {
+            Start::After(Position::Ring(c)) => Some(*c),
+            Start::Since(_) => None,
+            Start::End | Start::After(_) => match crate::sys::klog_read_all(&mut self.buf) {
+                Ok(n) => select(&self.buf[..n], None).cursor,
+                Err(_) => None,
+            },
         };
-        let mut buf = vec![0u8; self.read_size.max(4096)];
-        if start == Start::End {
-            match crate::sys::klog_read_all(&mut buf) {
-                Ok(n) => cursor = select(&buf[..n], None).cursor,
-                Err(e) => tracing::warn!(error = %e, "reading the kernel ring failed"),
+    }
+
+    /// Read the ring once the poll interval has passed (waiting at most `wait` for it).
+    pub fn read(&mut self, wait: Duration, out: &mut Vec<Record>) -> Result<(), SourceError> {
+        if let Some(last) = self.last_read {
+            let due = self.poll.saturating_sub(last.elapsed());
+            if due > wait {
+                std::thread::sleep(wait);
+                return Ok(());
+            }
+            std::thread::sleep(due);
+        }
+        self.last_read = Some(Instant::now());
+        let n = crate::sys::klog_read_all(&mut self.buf).map_err(|e| {
+            SourceError(format!(
+                "reading the kernel ring through syslog(2) failed: {e}"
+            ))
+        })?;
+        let now = self.clock.now();
+        let batch = select(&self.buf[..n], self.cursor);
+        self.stats
+            .parse_errors
+            .fetch_add(batch.parse_errors, Ordering::Relaxed);
+        if batch.lost {
+            self.stats.overruns.fetch_add(1, Ordering::Relaxed);
+            self.stats.records_lost.fetch_add(1, Ordering::Relaxed);
+            if !self.lost_logged {
+                self.lost_logged = true;
+                tracing::warn!(source = %self.stats.source,
+                    "kernel ring overwritten between two reads: records were lost (counted; logged once)");
             }
         }
-        tracing::info!(monitor = %self.config.source, backend = "syslog", start = ?start,
-            poll = ?self.poll, state = %self.state_path.display(), "kernel log monitor started");
-        let mut persist = Persist::new(self.state_path.clone(), self.boot_id.clone());
-        persist.ring = cursor;
-        for u in matcher.conditions.current() {
-            if self.tx.blocking_send(LogFinding::Condition(u)).is_err() {
-                return;
-            }
+        for line in batch.lines {
+            // the cursor moves line by line, so a saved position never skips one
+            let c = match self.cursor {
+                Some(c) if c.usec == line.usec => RingCursor {
+                    usec: c.usec,
+                    seen: c.seen + 1,
+                },
+                _ => RingCursor {
+                    usec: line.usec,
+                    seen: 1,
+                },
+            };
+            self.cursor = Some(c);
+            out.push(Record {
+                at: record_time(now, line.usec),
+                position: Some(Position::Ring(c)),
+                message: line.message,
+            });
         }
-        self.stats.mark_up(true);
-        self.stats.ready.store(true, Ordering::Relaxed);
-        let mut lost_logged = false;
-        let mut failing = false;
-        loop {
-            self.stats.beat();
-            match crate::sys::klog_read_all(&mut buf) {
-                Err(e) => {
-                    self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
-                    self.stats.mark_up(false);
-                    if !failing {
-                        failing = true;
-                        tracing::warn!(error = %e, "reading the kernel ring through syslog(2) failed; retrying");
-                    }
-                }
-                Ok(n) => {
-                    if failing {
-                        failing = false;
-                        self.stats.mark_up(true);
-                        tracing::info!("reading the kernel ring again");
-                    }
-                    let batch = select(&buf[..n], cursor);
-                    self.stats
-                        .parse_errors
-                        .fetch_add(batch.parse_errors, Ordering::Relaxed);
-                    if batch.lost {
-                        self.stats.overruns.fetch_add(1, Ordering::Relaxed);
-                        self.stats.records_lost.fetch_add(1, Ordering::Relaxed);
-                        if !lost_logged {
-                            lost_logged = true;
-                            tracing::warn!(source = %self.config.source,
-                                "kernel ring overwritten between two reads: records were lost (counted; logged once)");
-                        }
-                    }
-                    for line in batch.lines {
-                        self.stats.records_read.fetch_add(1, Ordering::Relaxed);
-                        let at = self.boot + Duration::from_micros(line.usec);
-                        // the cursor moves line by line, so a save below never skips one
-                        cursor = Some(match cursor {
-                            Some(c) if c.usec == line.usec => RingCursor {
-                                usec: c.usec,
-                                seen: c.seen + 1,
-                            },
-                            _ => RingCursor {
-                                usec: line.usec,
-                                seen: 1,
-                            },
-                        });
-                        persist.ring = cursor;
-                        persist.dirty = true;
-                        if let Start::Since(since) = start {
-                            if at < since {
-                                continue;
-                            }
-                        }
-                        let (findings, _) = matcher.push(&line.message, at);
-                        if !findings.is_empty() {
-                            persist.save(&self.stats, None, &matcher.conditions);
-                            for f in findings {
-                                if self.tx.blocking_send(f).is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            let cleared = matcher.conditions.expire(SystemTime::now());
-            if !cleared.is_empty() || persist.dirty {
-                persist.save(&self.stats, None, &matcher.conditions);
-            }
-            for u in cleared {
-                if self.tx.blocking_send(LogFinding::Condition(u)).is_err() {
-                    return;
-                }
-            }
-            if super::pause(&self.shutdown, self.poll) {
-                break;
-            }
-        }
-        persist.save(&self.stats, None, &matcher.conditions);
-        self.stats.running.store(false, Ordering::Relaxed);
-        tracing::info!(monitor = %self.config.source, "kernel log monitor stopped");
+        Ok(())
     }
 }
 
@@ -402,21 +357,8 @@ mod tests {
     /// Arbitrary bytes never panic the parser or the selection (deterministic property test).
     #[test]
     fn arbitrary_bytes_never_panic() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
         let alphabet = b"<>[]. 0123456789TC\nab\xff\xc3";
-        for _ in 0..20000 {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let len = (rng % 80) as usize;
-            let mut v = Vec::with_capacity(len);
-            let mut r = rng;
-            for _ in 0..len {
-                r = r
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                v.push(alphabet[(r >> 33) as usize % alphabet.len()]);
-            }
+        for v in crate::testing::arbitrary(0x9e37_79b9_7f4a_7c15, alphabet, 80, 20000) {
             let _ = parse_line(&v);
             let _ = select(&v, Some(RingCursor { usec: 5, seen: 1 }));
             let _ = select(&v, None);
