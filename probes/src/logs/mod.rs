@@ -904,7 +904,15 @@ pub fn parse_kernel_log_line(line: &str) -> (String, Option<f64>) {
     }
     if let Some(r) = rest.strip_prefix('[') {
         if let Some(end) = r.find(']') {
-            if let Ok(secs) = r[..end].trim().parse::<f64>() {
+            // `[ 12.345678]`: digits and a dot only (not `-5`, `inf`, `1e9`), finite
+            let ts = r[..end].trim();
+            let secs = ts
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.')
+                .then(|| ts.parse::<f64>().ok())
+                .flatten()
+                .filter(|s| s.is_finite());
+            if let Some(secs) = secs {
                 let msg = r[end + 1..].strip_prefix(' ').unwrap_or(&r[end + 1..]);
                 return (msg.to_string(), Some(secs));
             }
@@ -1040,6 +1048,16 @@ mod tests {
             ("x".to_string(), Some(12.5))
         );
         assert_eq!(parse_kernel_log_line("plain"), ("plain".to_string(), None));
+        // found by fuzzing (log_line): no negative, infinite or exponent timestamps
+        for odd in [
+            "[ -0100.000000] x",
+            "[inf] x",
+            "[NaN] x",
+            "[1e300] x",
+            &format!("[{}] x", "9".repeat(400)),
+        ] {
+            assert_eq!(parse_kernel_log_line(odd), (odd.to_string(), None), "{odd}");
+        }
         assert_eq!(
             strip_syslog_header("Nov 27 07:15:15 node1 kernel: TCP: too many orphaned sockets"),
             "TCP: too many orphaned sockets"
