@@ -105,8 +105,9 @@ echo "fuzz: ran $((SECONDS - t2)) s; whole step $((SECONDS - t0)) s"
 for t in "${failed[@]}"; do
     echo
     echo "================ fuzz target $t FAILED ================"
-    # the panic or sanitizer report, without libFuzzer's progress lines
-    grep -v -E '^#[0-9]+\s+(INITED|NEW|REDUCE|pulse|RELOAD|DONE)|^INFO: ' "$WORK/$t.log" | tail -60
+    # the panic or sanitizer report (with the top of its backtrace), then libFuzzer's summary
+    awk '/panicked at|ERROR: libFuzzer|ERROR: AddressSanitizer/ { p = 1 } p && n < 40 { print; n++ }' "$WORK/$t.log"
+    grep -E '^SUMMARY|^MS: |Test unit written' "$WORK/$t.log" || tail -20 "$WORK/$t.log"
     mkdir -p "$ARTIFACTS/$t"
     for f in "$WORK/art/$t"/*; do
         [ -f "$f" ] || continue

@@ -46,6 +46,16 @@ fn exercise(c: MonitorConfig, lines: &[&str]) {
 fuzz_target!(|data: &[u8]| {
     // the bytes as a rule file
     match MonitorConfig::parse("fuzz.json", data) {
+        Err(RulesError::Rule { index, cause, .. }) => {
+            // a pattern the regex crate accepts must not be refused (bar the size limit)
+            let v: serde_json::Value = serde_json::from_slice(data).expect("JSON was read");
+            if let Some(p) = v["rules"][index]["pattern"].as_str() {
+                assert!(
+                    regex::Regex::new(p).is_err() || cause.contains("size limit"),
+                    "pattern {p:?} compiles alone but its rule is refused: {cause}"
+                );
+            }
+        }
         Err(e) => assert!(e.to_string().starts_with("fuzz.json: "), "{e}"),
         Ok(c) => {
             let text = String::from_utf8_lossy(data);
