@@ -53,4 +53,7 @@ cargo test --workspace --all-targets --no-fail-fast -- --test-threads=2 2>&1 | t
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
      END { printf "nodeprobe: %d passed, %d failed, %d skipped\n", p, f, g }' "$LOG"
 rm -f "$LOG"
+# Every fuzz target for a bounded time (30 s each; NODEPROBE_FUZZ_SECONDS), after the tests.
+echo "== fuzz"
+bash integration/fuzz.sh || rc=$?
 exit "$rc"

@@ -16,9 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use nodeprobe_integration::agent::{free_port, get_text, sample, scrape};
-use nodeprobe_integration::kmsg::{
-    kmsg_lock, kmsg_ok, kmsg_write, scoped_rules, task_hung,
-};
+use nodeprobe_integration::kmsg::{kmsg_lock, kmsg_ok, kmsg_write, scoped_rules, task_hung};
 use nodeprobe_integration::kube::{
     assert_host_read_only, base_daemonset, deploy_dir, kustomize, poll, strip_ansi,
 };

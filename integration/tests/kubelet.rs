@@ -14,9 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nodeprobe_integration::agent::{free_port, get_text, sample, scrape};
-use nodeprobe_integration::kmsg::{
-    kmsg_lock, kmsg_ok, kmsg_write, scoped_rules, task_hung,
-};
+use nodeprobe_integration::kmsg::{kmsg_lock, kmsg_ok, kmsg_write, scoped_rules, task_hung};
 use nodeprobe_integration::kube::{assert_host_read_only, deploy_dir, poll, Cluster, KubeNode};
 use nodeprobe_integration::{oci, unique};
 use serde_json::{json, Value};

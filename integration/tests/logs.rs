@@ -991,3 +991,104 @@ fn default_kernel_rules_match_todays_wording_via_kmsg() {
         ]
     );
 }
+
+/// Issue 15: the replay tool reads any bytes. The issue's file (a line with `\xff\xfe`, then
+/// a TaskHung line) through the shipped kernel rules, as a user types it; plus CRLF, NUL
+/// bytes and a line far over the limit. And watch-logs over the real kernel log, where a
+/// record carries the same bytes.
+#[test]
+fn replay_and_watch_read_any_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mixed = tmp.path().join("mixed.log");
+    std::fs::write(
+        &mixed,
+        b"Nov 27 07:15:14 node1 kernel: usb 1-1: string descriptor \xff\xfe\n\
+          Nov 27 07:15:15 node1 kernel: INFO: task kworker/0:1:42 blocked for more than 120 seconds.\n",
+    )
+    .unwrap();
+    let rules = default_kernel_rules_path();
+    let r = nodeprobe(&[
+        "rules",
+        "test",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--format",
+        "syslog",
+        mixed.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("line 2: TaskHung (temporary)"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("line 1: note: invalid UTF-8 replaced with U+FFFD"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("TaskHung: 1"), "{r:?}");
+
+    // CRLF endings, a zero-filled block before a line, 3 MiB without a newline, then a hit
+    let mut junk = b"Nov 27 07:15:14 node1 kernel: a\r\n\0\0\0\0".to_vec();
+    junk.extend_from_slice(
+        b"Nov 27 07:15:15 node1 kernel: INFO: task a:1 blocked for more than 5 seconds.\r\n",
+    );
+    junk.extend(std::iter::repeat_n(b'x', 3 << 20));
+    junk.extend_from_slice(b"\nNov 27 07:15:16 node1 kernel: TCP: too many orphaned sockets\n");
+    let junk_path = tmp.path().join("junk.log");
+    std::fs::write(&junk_path, &junk).unwrap();
+    let r = nodeprobe(&[
+        "rules",
+        "test",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--format",
+        "syslog",
+        "--output",
+        "json",
+        junk_path.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v = r.json();
+    assert_eq!(v["lines"], 4, "{v:#}");
+    assert_eq!(v["counts"]["TaskHung"], 1, "{v:#}");
+    assert_eq!(v["counts"]["TCPSkOverFlow"], 1, "{v:#}");
+    assert_eq!(v["matches"][0]["line"], 2, "{v:#}");
+    assert_eq!(
+        v["matches"][0]["message"],
+        "INFO: task a:1 blocked for more than 5 seconds."
+    );
+    assert_eq!(v["matches"][1]["line"], 4, "{v:#}");
+    assert_eq!(v["repaired"]["cut_lines"], 1, "{v:#}");
+    assert_eq!(v["repaired"]["nul_bytes"], 4, "{v:#}");
+
+    if !kmsg_ok() {
+        return;
+    }
+    let _g = kmsg_lock();
+    let m = unique("bytes");
+    let rules = rule_file(
+        tmp.path(),
+        "r.json",
+        &format!(
+            r#"{{"plugin":"kmsg","source":"it-monitor","lookback":"0","conditions":[],
+            "rules":[{{"type":"temporary","reason":"TaskHung","pattern":"{m}: INFO: task [\\S ]+:\\w+ blocked for more than \\w+ seconds\\."}}]}}"#
+        ),
+    );
+    let mut w = Watcher::start(Some(&rules), &tmp.path().join("state"), tmp.path());
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .unwrap();
+    let mut record = format!("<6>{m}: descriptor ").into_bytes();
+    record.extend_from_slice(b"\xff\xfe\x01 end\n");
+    f.write_all(&record).unwrap();
+    drop(f);
+    kmsg_write(
+        3,
+        &format!("{m}: INFO: task kworker/u8:1:123 blocked for more than 120 seconds."),
+    );
+    w.wait_for("TaskHung event", Duration::from_secs(10), |v| {
+        is_event(v, "TaskHung")
+    });
+    let out = w.stop();
+    let stats = out.iter().find(|v| v["kind"] == "stats").expect("stats");
+    assert_eq!(stats["monitors"][0]["parse_errors"], 0, "{stats:#}");
+}

@@ -237,6 +237,20 @@ pub enum Notice {
 /// How a garbage or error answer is described (the probe reports it as Unknown).
 pub type AnswerError = String;
 
+/// At most `max` characters of outside text on one line (control characters as spaces),
+/// `...` when cut.
+fn one_line(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().count() > max {
+        out.push_str("...");
+    }
+    out
+}
+
 fn body_excerpt(body: &str) -> String {
     let one_line: String = body
         .chars()
@@ -248,6 +262,11 @@ fn body_excerpt(body: &str) -> String {
     } else {
         format!("{one_line:?}")
     }
+}
+
+/// A JSON error, cut: serde quotes the offending value, which may be most of the body.
+fn json_error(e: &serde_json::Error) -> String {
+    one_line(&e.to_string(), 100)
 }
 
 /// Common status handling: 404 = no notice; other non-200 = error.
@@ -314,18 +333,23 @@ pub fn parse_aws(r: &Response) -> Result<Notice, AnswerError> {
     let body = r.text();
     let a: AwsAction = serde_json::from_str(&body).map_err(|e| {
         format!(
-            "aws instance-action is not the documented JSON ({e}): {}",
+            "aws instance-action is not the documented JSON ({}): {}",
+            json_error(&e),
             body_excerpt(&body)
         )
     })?;
     if !matches!(a.action.as_str(), "terminate" | "stop" | "hibernate") {
         return Err(format!(
-            "aws instance-action has unknown action {:?}",
-            a.action
+            "aws instance-action has unknown action {}",
+            body_excerpt(&a.action)
         ));
     }
-    let t = parse_datetime(&a.time, 0)
-        .ok_or_else(|| format!("aws instance-action time is not a time: {:?}", a.time))?;
+    let t = parse_datetime(&a.time, 0).ok_or_else(|| {
+        format!(
+            "aws instance-action time is not a time: {}",
+            body_excerpt(&a.time)
+        )
+    })?;
     Ok(Notice::Terminating {
         time: Some(format_utc(t)),
         what: format!("aws spot instance-action {}", a.action),
@@ -359,7 +383,8 @@ pub fn parse_azure_events(r: &Response) -> Result<Vec<(Vec<String>, String)>, An
     let body = r.text();
     let doc: AzureDoc = serde_json::from_str(&body).map_err(|e| {
         format!(
-            "azure scheduled events are not the documented JSON ({e}): {}",
+            "azure scheduled events are not the documented JSON ({}): {}",
+            json_error(&e),
             body_excerpt(&body)
         )
     })?;
@@ -382,8 +407,9 @@ pub fn azure_notice(events: &[(Vec<String>, String)], vm: &str) -> Result<Notice
             "no Preempt scheduled event".into()
         } else {
             format!(
-                "{} Preempt event(s) for other VMs, none for {vm}",
-                events.len()
+                "{} Preempt event(s) for other VMs, none for {}",
+                events.len(),
+                one_line(vm, 64)
             )
         }));
     };
@@ -391,7 +417,10 @@ pub fn azure_notice(events: &[(Vec<String>, String)], vm: &str) -> Result<Notice
         None
     } else {
         Some(format_utc(parse_rfc1123(not_before).ok_or_else(|| {
-            format!("azure Preempt NotBefore is not a time: {not_before:?}")
+            format!(
+                "azure Preempt NotBefore is not a time: {}",
+                body_excerpt(not_before)
+            )
         })?))
     };
     Ok(Notice::Terminating {
@@ -858,6 +887,40 @@ mod tests {
     fn garbage_is_excerpted_on_one_line() {
         let e = parse_aliyun(&resp(200, &format!("a\nb{}", "x".repeat(100)))).unwrap_err();
         assert!(!e.contains('\n') && e.contains("..."), "{e}");
+    }
+
+    /// Found by fuzzing (metadata_answer): serde quoted a long JSON string value in full,
+    /// and an unknown action or NotBefore was quoted whole; every report is now bounded.
+    #[test]
+    fn long_values_in_json_answers_are_cut() {
+        let long = "\u{e7be}".repeat(5000);
+        for body in [
+            format!("{{\"action\": 1, \"time\": \"{long}\"}}"),
+            format!("\"{long}\""),
+            format!("{{\"action\": \"{long}\", \"time\": \"x\"}}"),
+            format!("{{\"action\": \"stop\", \"time\": \"{long}\"}}"),
+        ] {
+            let e = parse_aws(&resp(200, &body)).unwrap_err();
+            assert!(
+                e.len() < 2048 && !e.contains('\n'),
+                "{} bytes: {e}",
+                e.len()
+            );
+        }
+        let e = parse_azure_events(&resp(200, &format!("{{\"Events\": \"{long}\"}}"))).unwrap_err();
+        assert!(e.len() < 2048, "{} bytes: {e}", e.len());
+        let e = azure_notice(&[(vec![], long.clone())], "vm").unwrap_err();
+        assert!(e.len() < 2048, "{} bytes: {e}", e.len());
+        // the VM name comes from the metadata service too
+        let other = vec![(vec!["other".to_string()], String::new())];
+        let Ok(Notice::None(n)) = azure_notice(&other, &format!("\0{long}")) else {
+            panic!()
+        };
+        assert!(
+            n.len() < 2048 && !n.contains('\0'),
+            "{} bytes: {n}",
+            n.len()
+        );
     }
 
     #[tokio::test]

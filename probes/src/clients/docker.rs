@@ -189,8 +189,8 @@ impl DockerClient {
     }
 }
 
-/// The first 200 characters of a body, for messages.
-fn snippet(body: &[u8]) -> String {
+/// The first 200 characters of a body, for messages (pure; public for the fuzz targets).
+pub fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     match text.char_indices().nth(200) {

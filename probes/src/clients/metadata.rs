@@ -52,6 +52,9 @@ impl BaseUrl {
             url: url.to_string(),
             why,
         };
+        if !url.is_ascii() {
+            return Err(bad("non-ASCII characters (percent-encode them)"));
+        }
         let rest = url
             .trim()
             .strip_prefix("http://")
@@ -69,6 +72,9 @@ impl BaseUrl {
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let end = v6.find(']').ok_or_else(|| bad("unclosed [ in host"))?;
             let host = &v6[..end];
+            if host.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(bad("[...] must hold an IPv6 address"));
+            }
             let after = &v6[end + 1..];
             let port = match after.strip_prefix(':') {
                 Some(p) => Some(p),
@@ -85,6 +91,9 @@ impl BaseUrl {
         if host.is_empty() {
             return Err(bad("empty host"));
         }
+        if !authority.starts_with('[') && host.contains(':') {
+            return Err(bad("an IPv6 address goes in brackets"));
+        }
         let port = match port {
             Some(p) => p.parse::<u16>().map_err(|_| bad("invalid port"))?,
             None => 80,
@@ -92,11 +101,22 @@ impl BaseUrl {
         if port == 0 {
             return Err(bad("invalid port"));
         }
-        Ok(BaseUrl {
+        let b = BaseUrl {
             host: host.to_string(),
             port,
             prefix: path.trim_end_matches('/').to_string(),
-        })
+        };
+        // Refuse now what no request could carry (spaces, control characters...).
+        if b.host_header()
+            .parse::<hyper::http::uri::Authority>()
+            .is_err()
+        {
+            return Err(bad("invalid host"));
+        }
+        if !b.prefix.is_empty() && b.prefix.parse::<hyper::http::uri::PathAndQuery>().is_err() {
+            return Err(bad("invalid path"));
+        }
+        Ok(b)
     }
 
     /// `Host` header value.
@@ -352,6 +372,14 @@ mod tests {
             "http://[::1]x",
             "http://u:p@h",
             "http://h/p?q=1",
+            // found by fuzzing (metadata_url): accepted, then every request failed
+            "http://a]:b:1",
+            "http://h:1:2",
+            "http://a b/",
+            "http://h/x y",
+            "http://h/\u{1}",
+            "http://[zz]",
+            "http://h/p\u{a0}/",
         ] {
             assert!(BaseUrl::parse(u).is_err(), "{u} should be rejected");
         }

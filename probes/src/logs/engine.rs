@@ -83,6 +83,19 @@ fn parse_hir(pattern: &str) -> Result<Hir, String> {
         .map_err(|e| e.to_string())
 }
 
+/// `(?:pattern)\z`. A pattern in `(?x)` mode may end in a `# comment`, which would swallow
+/// the `)\z` appended to its text; such a pattern is anchored through its parsed form.
+fn anchored(pattern: &str, hir: &Hir) -> String {
+    let has_comments = regex_syntax::ast::parse::Parser::new()
+        .parse_with_comments(pattern)
+        .is_ok_and(|w| !w.comments.is_empty());
+    if has_comments {
+        format!("(?:{hir})\\z")
+    } else {
+        format!("(?:{pattern})\\z")
+    }
+}
+
 /// Whether `hir` can match a `\n` character anywhere.
 fn can_match_newline(hir: &Hir) -> bool {
     match hir.kind() {
@@ -131,7 +144,7 @@ impl RuleSet {
         for (index, rule) in rules.iter().enumerate() {
             let err = |cause: String| CompileError { index, cause };
             let hir = parse_hir(&rule.pattern).map_err(err)?;
-            let anchored = format!("(?:{})\\z", rule.pattern);
+            let anchored = anchored(&rule.pattern, &hir);
             // Fully compile it too: catches size limits and anything the parser let by.
             let re = Regex::new(&anchored).map_err(|e| err(e.to_string()))?;
             let single_line = !can_match_newline(&hir)
@@ -390,6 +403,26 @@ mod tests {
         assert_eq!(
             messages(&mut b, &["start 1", "mid", "end"]),
             vec![vec![], vec![], vec!["start 1\nmid\nend".to_string()]]
+        );
+    }
+
+    /// Found with the rule_file fuzz target's property (a pattern the regex crate accepts
+    /// loads): a `(?x)` pattern ending in a comment was refused ("unclosed group").
+    #[test]
+    fn extended_mode_comments_do_not_swallow_the_anchor() {
+        let mut b = buffer(&["(?x) task \\s* hung  # a comment", "a(?x)b # c\nd"], 10);
+        assert_eq!(
+            messages(&mut b, &["taskhung", "x task hung", "abd"]),
+            vec![
+                vec!["taskhung".to_string()],
+                vec!["x task hung".to_string()],
+                vec!["abd".to_string()]
+            ]
+        );
+        // still anchored at the end of the newest line
+        assert_eq!(
+            messages(&mut b, &["taskhung!"]),
+            vec![vec![]] as Vec<Vec<String>>
         );
     }
 

@@ -463,7 +463,15 @@ pub fn parse_kernel_log_line(line: &str) -> (String, Option<f64>) {
     }
     if let Some(r) = rest.strip_prefix('[') {
         if let Some(end) = r.find(']') {
-            if let Ok(secs) = r[..end].trim().parse::<f64>() {
+            // `[ 12.345678]`: digits and a dot only (not `-5`, `inf`, `1e9`), finite
+            let ts = r[..end].trim();
+            let secs = ts
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.')
+                .then(|| ts.parse::<f64>().ok())
+                .flatten()
+                .filter(|s| s.is_finite());
+            if let Some(secs) = secs {
                 let msg = r[end + 1..].strip_prefix(' ').unwrap_or(&r[end + 1..]);
                 return (msg.to_string(), Some(secs));
             }

@@ -857,6 +857,16 @@ mod tests {
             ("x".to_string(), Some(12.5))
         );
         assert_eq!(parse_kernel_log_line("plain"), ("plain".to_string(), None));
+        // found by fuzzing (log_line): no negative, infinite or exponent timestamps
+        for odd in [
+            "[ -0100.000000] x",
+            "[inf] x",
+            "[NaN] x",
+            "[1e300] x",
+            &format!("[{}] x", "9".repeat(400)),
+        ] {
+            assert_eq!(parse_kernel_log_line(odd), (odd.to_string(), None), "{odd}");
+        }
         assert_eq!(
             strip_syslog_header("Nov 27 07:15:15 node1 kernel: TCP: too many orphaned sockets"),
             "TCP: too many orphaned sockets"
