@@ -636,6 +636,7 @@ fn apply(
         let conditions = keeper.conditions();
         for c in &conditions {
             metrics.condition(&c.type_, &c.reason, c.status == ConditionStatus::True);
+            metrics.condition_state(&c.type_, c.status.as_str(), &c.reason, &c.message);
         }
         cond_tx.send_replace(conditions);
     }
