@@ -7,6 +7,7 @@ pub mod agent;
 pub mod fakeapi;
 pub mod kmsg;
 pub mod oom;
+pub mod prometheus;
 pub mod runtimes;
 pub mod systemd;
 
