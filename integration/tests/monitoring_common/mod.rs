@@ -219,7 +219,7 @@ pub fn from_cadvisor(selector: &str) -> bool {
 
 /// Whether a selector reads the eventer's series.
 pub fn from_eventer(selector: &str) -> bool {
-    selector.starts_with("nodeprobe_eventer_") || selector.contains("nodeprobe-eventer")
+    selector.starts_with("nodeprobe_eventer_") || selector.contains(r#"job="nodeprobe-eventer""#)
 }
 
 /// The alert names the annotation templates query with `query`: the selectors inside
