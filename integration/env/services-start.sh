@@ -13,9 +13,11 @@ log() { echo "[services $(( ($(date +%s%N) - T0) / 1000000 ))ms] $*"; }
 # apt never starts services here (chronyd would discipline the clock, dockerd would grab /run).
 [ -x /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
 need=()
-for p in containerd docker.io runc chrony dbus-daemon dbus-user-session systemd systemd-journal-remote iproute2 util-linux curl python3 prometheus; do
+for p in containerd docker.io runc chrony dbus-daemon dbus-user-session systemd systemd-journal-remote iproute2 util-linux curl python3; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
+# Prometheus and promtool (2.42) for the monitoring tests (integration/env/prometheus-start.sh).
+dpkg -s prometheus >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   apt-get -o DPkg::Lock::Timeout=300 update -qq
