@@ -642,7 +642,12 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, ct: &str, body: &str)
     s.write_all(req.as_bytes()).expect("write");
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
+    parse_response(&buf)
+}
+
+/// An HTTP/1.x response read to its end (not chunked): (status, JSON body or Null).
+pub fn parse_response(raw: &[u8]) -> (u16, Value) {
+    let text = String::from_utf8_lossy(raw);
     let code = text
         .split_whitespace()
         .nth(1)

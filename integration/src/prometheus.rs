@@ -7,11 +7,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::agent::free_port;
+use crate::fakeapi::parse_response;
 use crate::require;
 
 pub const PROMETHEUS: &str = "/usr/bin/prometheus";
@@ -96,14 +97,7 @@ impl Prometheus {
         .expect("write request");
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
-        let text = String::from_utf8_lossy(&buf);
-        let code = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-        (code, serde_json::from_str(body).unwrap_or(Value::Null))
+        parse_response(&buf)
     }
 
     /// Evaluate `expr` now: the result vector, or Prometheus's error (a parse error, …).
@@ -128,37 +122,6 @@ impl Prometheus {
     pub fn alerts(&self) -> Vec<Value> {
         let (_, v) = self.get("/api/v1/alerts");
         v["data"]["alerts"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// Scrape targets and their health.
-    pub fn targets(&self) -> Vec<Value> {
-        let (_, v) = self.get("/api/v1/targets");
-        v["data"]["activeTargets"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Poll `f` every 200 ms until it yields a value; panics naming `what` after `timeout`.
-    pub fn wait_for<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut f: impl FnMut() -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; alerts: {:#?}\nprometheus log:\n{}",
-                self.alerts(),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
     }
 }
 

@@ -246,7 +246,7 @@ fn real_prometheus_scrapes_the_agent_and_fires_the_shipped_alerts() {
         &config(&jobs),
         &[("nodeprobe.rules.yml", &rules_with_short_for())],
     );
-    prom.wait_for("the agent scraped", WAIT, || {
+    wait_for("the agent scraped", WAIT, &agent, || {
         prom.query(r#"up{job="nodeprobe",node="n1"} == 1"#)
             .ok()
             .filter(|r| !r.is_empty())
@@ -383,7 +383,7 @@ fn real_prometheus_scrapes_the_agent_and_fires_the_shipped_alerts() {
     if eventer.is_some() {
         wait_firing(&prom, &agent, "NodeprobeEventerSinkFailing", &[]);
         wait_firing(&prom, &agent, "NodeprobeEventerEventsDropped", &[]);
-        prom.wait_for("the eventer delivered", WAIT, || {
+        wait_for("the eventer delivered", WAIT, &agent, || {
             prom.query(r#"sum(nodeprobe_eventer_sink_delivered_total{sink="log"}) > 0"#)
                 .ok()
                 .filter(|r| !r.is_empty())
@@ -460,6 +460,11 @@ fn real_prometheus_scrapes_the_agent_and_fires_the_shipped_alerts() {
             assert_eq!(r["health"], "ok", "{r:#}");
         }
     }
+    let log = prom.log();
+    assert!(
+        !log.contains("level=error"),
+        "prometheus logged errors:\n{log}"
+    );
     drop(prom);
     drop(eventer);
     drop(agent);
