@@ -452,7 +452,7 @@ pub async fn run(
         let tx = in_tx.clone();
         let probe: Arc<dyn Probe> = Arc::from(probe);
         let name = format!("probe {}", probe.name());
-        let mut s = seed.wrapping_add(i as u64 * 0x9e37_79b9_7f4a_7c15) | 1;
+        let mut s = seed.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) | 1;
         seed = seed.rotate_left(7);
         let mut stop = shutdown.clone();
         probe_tasks.push(tokio::spawn(async move {
@@ -629,6 +629,7 @@ fn apply(
         let conditions = keeper.conditions();
         for c in &conditions {
             metrics.condition(&c.type_, &c.reason, c.status == ConditionStatus::True);
+            metrics.condition_state(&c.type_, c.status.as_str(), &c.reason, &c.message);
         }
         cond_tx.send_replace(conditions);
     }

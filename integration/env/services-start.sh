@@ -17,6 +17,8 @@ need=()
 for p in containerd docker.io runc chrony dbus-daemon dbus-user-session systemd systemd-journal-remote iproute2 util-linux curl python3 libcap2-bin tzdata; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
+# Prometheus and promtool (2.42) for the monitoring tests (integration/env/prometheus-start.sh).
+dpkg -s prometheus >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   apt-get -o DPkg::Lock::Timeout=300 update -qq

@@ -910,7 +910,12 @@ pub fn request_text(
     s.write_all(req.as_bytes()).expect("write");
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
+    parse_response(&buf)
+}
+
+/// An HTTP/1.x response read to its end (not chunked): (status, body text).
+pub fn parse_response(raw: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(raw);
     let code = text
         .split_whitespace()
         .nth(1)
@@ -918,6 +923,12 @@ pub fn request_text(
         .unwrap_or(0);
     let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
     (code, body.to_string())
+}
+
+/// [`parse_response`] with the body parsed: (status, JSON body or Null).
+pub fn parse_json_response(raw: &[u8]) -> (u16, Value) {
+    let (code, text) = parse_response(raw);
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// [`request_text`] with the body parsed: (status, JSON body or Null).

@@ -10,6 +10,7 @@ pub mod kmsg;
 pub mod kube;
 pub mod oci;
 pub mod oom;
+pub mod prometheus;
 pub mod receivers;
 pub mod runtimes;
 pub mod systemd;

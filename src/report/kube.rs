@@ -617,11 +617,14 @@ impl EventWriter {
                 let base: String = p.name.chars().take(room).collect();
                 let name = format!("{base}.{suffix}");
                 let obj = event_object(ev, &name, &p.namespace, involved, &message, &self.node);
-                if let Err(e) = create(&pod_api, obj).await {
-                    if e.status() != Some(409) {
+                match create(&pod_api, obj).await {
+                    // Counted once: a retry finds it there (409).
+                    Ok(()) => metrics.oom_kill(&p.namespace),
+                    Err(e) if e.status() != Some(409) => {
                         metrics.api_error("create_event");
                         tracing::warn!(error = %e, "OOM event on the pod failed");
                     }
+                    Err(_) => {}
                 }
             }
         }

@@ -57,8 +57,15 @@ pub struct Metrics {
     pub events_dropped: Family<Labels, Counter>,
     pub api_errors: Family<Labels, Counter>,
     pub condition_syncs: Counter,
+    /// `nodeprobe_condition{type,status,reason,message}`: 1 for each condition's current
+    /// state (one series per type; the previous state's series is removed).
+    pub conditions: Family<Labels, Gauge>,
+    /// `nodeprobe_oom_kills{pod_namespace}`: OOM kills of pods resolved through the API.
+    pub oom_kills: Family<Labels, Counter>,
     /// Last reason set to 1 per condition type (NPD zeroes the previous reason).
     gauge_reasons: Mutex<std::collections::HashMap<String, String>>,
+    /// The labels of each condition type's current `nodeprobe_condition` series.
+    condition_labels: Mutex<std::collections::HashMap<String, Labels>>,
 }
 
 impl Default for Metrics {
@@ -81,6 +88,8 @@ impl Metrics {
         let events_dropped = Family::<Labels, Counter>::default();
         let api_errors = Family::<Labels, Counter>::default();
         let condition_syncs = Counter::default();
+        let conditions = Family::<Labels, Gauge>::default();
+        let oom_kills = Family::<Labels, Counter>::default();
         let log_monitors = Arc::new(LogMonitors::default());
         registry.register(
             "problem_counter",
@@ -127,6 +136,16 @@ impl Metrics {
             "Successful node status patches",
             condition_syncs.clone(),
         );
+        registry.register(
+            "nodeprobe_condition",
+            "Current state of each condition nodeprobe owns (1 per type; message cut at 512 bytes)",
+            conditions.clone(),
+        );
+        registry.register(
+            "nodeprobe_oom_kills",
+            "OOM kills of pods on this node by the pod's namespace (pods resolved through the API)",
+            oom_kills.clone(),
+        );
         registry.register_collector(Box::new(Arc::clone(&log_monitors)));
         let spool = Arc::new(SpoolWatch::default());
         registry.register_collector(Box::new(Arc::clone(&spool)));
@@ -141,7 +160,10 @@ impl Metrics {
             events_dropped,
             api_errors,
             condition_syncs,
+            conditions,
+            oom_kills,
             gauge_reasons: Mutex::new(Default::default()),
+            condition_labels: Mutex::new(Default::default()),
             log_monitors,
             loops: Mutex::new(Vec::new()),
             spool,
@@ -291,6 +313,40 @@ impl Metrics {
         }
     }
 
+    /// Set `nodeprobe_condition` for a condition: one series with its current status, reason
+    /// and message (cut at [`MAX_MESSAGE_LABEL`] bytes); the previous one is removed.
+    pub fn condition_state(&self, type_: &str, status: &str, reason: &str, message: &str) {
+        let mut cut = message.len().min(MAX_MESSAGE_LABEL);
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let now = labels(&[
+            ("type", type_),
+            ("status", status),
+            ("reason", reason),
+            ("message", &message[..cut]),
+        ]);
+        let mut current = self
+            .condition_labels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(prev) = current.get(type_) {
+            if *prev == now {
+                return;
+            }
+            self.conditions.remove(prev);
+        }
+        self.conditions.get_or_create(&now).set(1);
+        current.insert(type_.to_string(), now);
+    }
+
+    /// One OOM-killed pod in `namespace`.
+    pub fn oom_kill(&self, namespace: &str) {
+        self.oom_kills
+            .get_or_create(&labels(&[("pod_namespace", namespace)]))
+            .inc();
+    }
+
     pub fn probe_run(&self, probe: &str, status: &str, seconds: f64) {
         self.probe_runs
             .get_or_create(&labels(&[("probe", probe), ("status", status)]))
@@ -332,6 +388,8 @@ impl Metrics {
     }
 }
 
+/// Longest condition message exported as a label value (bytes).
+pub const MAX_MESSAGE_LABEL: usize = 512;
 /// A log monitor whose loop shows no progress this long is hung (`/livez` fails).
 pub const HUNG_AFTER: Duration = Duration::from_secs(120);
 /// A log source that was readable and has been unreadable this long fails `/healthz`.
@@ -545,6 +603,38 @@ mod tests {
         assert!(m
             .render()
             .contains("problem_gauge{reason=\"Other\",type=\"InodesPressure\"} 0"));
+    }
+
+    #[test]
+    fn condition_state_keeps_one_series_per_type() {
+        let m = Metrics::new();
+        m.condition_state("InodesPressure", "False", "NodeHasNoInodesPressure", "ok");
+        m.condition_state(
+            "InodesPressure",
+            "True",
+            "NodeHasInodesPressure",
+            "95% \"used\"",
+        );
+        m.condition_state("NTPProblem", "Unknown", "NTPIsUnknown", &"é".repeat(400));
+        let text = m.render();
+        assert!(
+            text.contains("nodeprobe_condition{type=\"InodesPressure\",status=\"True\",reason=\"NodeHasInodesPressure\",message=\"95% \\\"used\\\"\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("NodeHasNoInodesPressure"), "{text}");
+        let ntp = text
+            .lines()
+            .find(|l| l.contains("NTPIsUnknown"))
+            .expect("NTP series");
+        assert!(
+            ntp.contains(&format!("message=\"{}\"", "é".repeat(256))),
+            "{ntp}"
+        );
+        m.oom_kill("web");
+        m.oom_kill("web");
+        assert!(m
+            .render()
+            .contains("nodeprobe_oom_kills_total{pod_namespace=\"web\"} 2"));
     }
 
     #[test]
