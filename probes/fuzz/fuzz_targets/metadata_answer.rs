@@ -127,9 +127,12 @@ fuzz_target!(|data: &[u8]| {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     let month: usize = text[5..7].parse().expect("month");
+    // the weekday must match the date (1970-01-01 was a Thursday): it is checked
+    let weekday = WEEKDAYS[unix.div_euclid(86_400).rem_euclid(7) as usize];
     let rfc1123 = format!(
-        "Mon, {} {} {} {} GMT",
+        "{weekday}, {} {} {} {} GMT",
         &text[8..10],
         MONTHS[month - 1],
         &text[..4],
