@@ -10,9 +10,10 @@ use probes::registry::ProbeConfigs;
 
 /// Script-free node problem detector for Kubernetes.
 ///
-/// `nodeprobe --oneshot` runs every enabled probe once and exits 0 when all are healthy,
-/// 1 when any reports a problem, 2 when any is Unknown and none a problem, 64 on bad usage
-/// or configuration.
+/// `nodeprobe --oneshot` runs every enabled probe once, and the kernel-log rules over the
+/// recent kernel log, and exits 0 when all are healthy, 1 when any reports a problem (a
+/// log condition included), 2 when any is Unknown and none a problem, 64 on bad usage or
+/// configuration.
 #[derive(Debug, Parser)]
 #[command(name = "nodeprobe", version, about, long_about = None, max_term_width = 110)]
 pub struct Cli {
@@ -23,6 +24,13 @@ pub struct Cli {
     /// Output format of --oneshot.
     #[arg(long, env = "NODEPROBE_OUTPUT", value_enum, default_value_t = Output::Table)]
     pub output: Output,
+
+    /// With --oneshot, also run the log monitors' rules (--log-monitors) over what the kernel
+    /// log, and the journal for journald monitors, still hold within each rule file's
+    /// `lookback`. `false` runs the probes only.
+    #[arg(long, env = "NODEPROBE_ONESHOT_LOGS", default_value_t = true,
+          action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub oneshot_logs: bool,
 
     /// Where the host's file system is mounted (the DaemonSet passes /host).
     #[arg(long, env = "NODEPROBE_HOST_ROOT", default_value = "/")]

@@ -1,8 +1,15 @@
-//! `--oneshot`: run the probes once, concurrently, each under its own deadline, and render
-//! the result as a table or as the JSON object later tools rely on.
+//! `--oneshot`: run the probes once, concurrently, each under its own deadline, and (on
+//! by default) the log monitors' rules over what the kernel log still holds within their
+//! `lookback`, on a thread of its own meanwhile; render the result as a table or as the JSON
+//! object later tools rely on.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use probes::findings::OomKill;
+use probes::logs::scan::{self, MonitorScan, ScanOptions};
+use probes::logs::MonitorConfig;
+use probes::timefmt::rfc3339;
 use probes::{ConditionStatus, Outcome, Probe, ProbeRun};
 use serde::Serialize;
 
@@ -11,8 +18,9 @@ use crate::exit;
 /// One condition's line of the report.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ResultLine {
-    pub probe: &'static str,
-    pub condition: &'static str,
+    /// The probe, or for a log condition the log monitor's `source` (`kernel-monitor`).
+    pub probe: String,
+    pub condition: String,
     /// `True` (problem), `False` (healthy) or `Unknown`.
     pub status: &'static str,
     pub reason: String,
@@ -21,14 +29,57 @@ pub struct ResultLine {
     /// What the probe measured, for humans (healthy results only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Log conditions that are `True`: when the first matching line was written (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// One temporary finding of a log monitor (a line a `temporary` rule matched).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LogFindingLine {
+    /// The monitor's `source` (`kernel-monitor`).
+    pub source: String,
+    pub reason: String,
+    /// When the (first) matched line was written, RFC 3339 with milliseconds.
+    pub time: String,
+    /// The matched line(s), verbatim.
+    pub message: String,
+    /// OOM kills: the killed task and the pod UID and container ID from its memory cgroup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oom: Option<OomKill>,
+}
+
+/// What one log monitor read for the report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LogSourceLine {
+    pub source: String,
+    /// The rule file (`builtin:…` for the defaults).
+    pub rules: String,
+    /// `kmsg`, `syslog` (the ring through syslog(2)), `journald`, or `none` (not read).
+    pub read: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub location: String,
+    /// Start of the window (now minus `lookback`); absent for a monitor without `lookback`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Records within the window.
+    pub records: u64,
+    /// Records that could not be parsed or were overwritten while being read.
+    pub unreadable_records: u64,
+    /// Temporary findings not listed in `log_findings` (the oldest, beyond the limit).
+    pub findings_omitted: u64,
+    /// Why the log could not be read (its conditions are then `Unknown`), or was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
     pub duration_ms: u64,
 }
 
 /// A condition that does not apply on this machine (nothing would be written).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct NotApplicableLine {
-    pub probe: &'static str,
-    pub condition: &'static str,
+    pub probe: String,
+    pub condition: String,
     pub message: String,
 }
 
@@ -38,6 +89,22 @@ pub struct Report {
     pub node: String,
     pub results: Vec<ResultLine>,
     pub not_applicable: Vec<NotApplicableLine>,
+    /// Recent temporary log findings (OOM kills, hung tasks, …), oldest first; absent with
+    /// `--oneshot-logs=false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_findings: Option<Vec<LogFindingLine>>,
+    /// What each log monitor read; absent with `--oneshot-logs=false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_sources: Option<Vec<LogSourceLine>>,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `2026-11-27T07:15:15.123Z`.
+fn time_ms(t: SystemTime) -> String {
+    probes::timefmt::rfc3339_millis(t)
 }
 
 impl Report {
@@ -45,13 +112,13 @@ impl Report {
         let mut results = Vec::new();
         let mut not_applicable = Vec::new();
         for run in runs {
-            let duration_ms = u64::try_from(run.duration.as_millis()).unwrap_or(u64::MAX);
+            let duration_ms = millis(run.duration);
             for f in &run.findings {
                 let (reason, message) = f.outcome.reason_message(&f.spec);
                 let Some(status) = f.outcome.status() else {
                     not_applicable.push(NotApplicableLine {
-                        probe: run.probe,
-                        condition: f.spec.condition,
+                        probe: run.probe.to_string(),
+                        condition: f.spec.condition.to_string(),
                         message,
                     });
                     continue;
@@ -61,12 +128,13 @@ impl Report {
                     _ => None,
                 };
                 results.push(ResultLine {
-                    probe: run.probe,
-                    condition: f.spec.condition,
+                    probe: run.probe.to_string(),
+                    condition: f.spec.condition.to_string(),
                     status: status.as_str(),
                     reason,
                     message,
                     detail,
+                    since: None,
                     duration_ms,
                 });
             }
@@ -75,7 +143,74 @@ impl Report {
             node,
             results,
             not_applicable,
+            log_findings: None,
+            log_sources: None,
         }
+    }
+
+    /// Add the log monitors' passes: their conditions next to the probes' (so the exit
+    /// code counts them), their temporary findings, and what each read.
+    pub fn add_logs(&mut self, scans: &[MonitorScan]) {
+        let mut findings = Vec::new();
+        let mut sources = Vec::new();
+        for s in scans {
+            let duration_ms = millis(s.duration);
+            let window = match s.since {
+                Some(t) => format!(
+                    "since {} ({} records via {})",
+                    rfc3339(t),
+                    s.result.records,
+                    s.backend.as_str()
+                ),
+                None => "the rule file has no lookback: nothing to read".to_string(),
+            };
+            for c in s.result.conditions.iter().filter(|_| s.skipped) {
+                self.not_applicable.push(NotApplicableLine {
+                    probe: s.source.clone(),
+                    condition: c.condition.clone(),
+                    message: s.problem.clone().unwrap_or_default(),
+                });
+            }
+            for c in s.result.conditions.iter().filter(|_| !s.skipped) {
+                let (detail, since) = match c.status {
+                    ConditionStatus::False => (Some(format!("no match {window}")), None),
+                    ConditionStatus::True => (None, Some(rfc3339(c.transition))),
+                    ConditionStatus::Unknown => (None, None),
+                };
+                self.results.push(ResultLine {
+                    probe: s.source.clone(),
+                    condition: c.condition.clone(),
+                    status: c.status.as_str(),
+                    reason: c.reason.clone(),
+                    message: c.message.clone(),
+                    detail,
+                    since,
+                    duration_ms,
+                });
+            }
+            findings.extend(s.result.events.iter().map(|e| LogFindingLine {
+                source: e.source.clone(),
+                reason: e.reason.clone(),
+                time: time_ms(e.timestamp),
+                message: e.message.clone(),
+                oom: e.oom.clone(),
+            }));
+            sources.push(LogSourceLine {
+                source: s.source.clone(),
+                rules: s.origin.clone(),
+                read: s.backend.as_str(),
+                location: s.location.clone(),
+                since: s.since.map(rfc3339),
+                records: s.result.records,
+                unreadable_records: s.unreadable_records,
+                findings_omitted: s.result.events_omitted,
+                problem: s.problem.clone(),
+                duration_ms,
+            });
+        }
+        findings.sort_by(|a, b| a.time.cmp(&b.time));
+        self.log_findings = Some(findings);
+        self.log_sources = Some(sources);
     }
 
     /// NPD's plugin protocol: 1 if any problem, else 2 if any Unknown, else 0.
@@ -104,19 +239,23 @@ impl Report {
             "MESSAGE".into(),
         ]];
         for r in &self.results {
+            let mut message = r.detail.clone().unwrap_or_else(|| r.message.clone());
+            if let Some(since) = &r.since {
+                message = format!("since {since}: {message}");
+            }
             rows.push([
-                r.probe.into(),
-                r.condition.into(),
+                r.probe.clone(),
+                r.condition.clone(),
                 r.status.into(),
                 r.reason.clone(),
                 format!("{}ms", r.duration_ms),
-                r.detail.clone().unwrap_or_else(|| r.message.clone()),
+                message,
             ]);
         }
         for n in &self.not_applicable {
             rows.push([
-                n.probe.into(),
-                n.condition.into(),
+                n.probe.clone(),
+                n.condition.clone(),
                 "n/a".into(),
                 "-".into(),
                 "-".into(),
@@ -137,7 +276,144 @@ impl Report {
             out.push_str(&row[5].replace('\n', " "));
             out.push('\n');
         }
+        if let Some(sources) = &self.log_sources {
+            out.push_str(&self.log_table(sources));
+        }
         out
+    }
+
+    /// The log part of the table: what each monitor read, then the recent findings.
+    fn log_table(&self, sources: &[LogSourceLine]) -> String {
+        let mut out = String::new();
+        for s in sources {
+            let what = match (&s.problem, &s.since) {
+                (Some(p), _) => format!("not read: {p}"),
+                (None, None) => "no lookback in its rules: nothing read".to_string(),
+                (None, Some(since)) => {
+                    let mut w = format!(
+                        "{} records since {since} from {} ({}ms)",
+                        s.records, s.location, s.duration_ms
+                    );
+                    if s.unreadable_records > 0 {
+                        w.push_str(&format!(", {} unreadable", s.unreadable_records));
+                    }
+                    w
+                }
+            };
+            out.push_str(&format!("log {}: {what}\n", s.source));
+        }
+        let findings = self.log_findings.as_deref().unwrap_or_default();
+        let omitted: u64 = sources.iter().map(|s| s.findings_omitted).sum();
+        if findings.is_empty() {
+            out.push_str("log findings: none\n");
+            return out;
+        }
+        out.push_str(&format!("log findings ({}", findings.len()));
+        if omitted > 0 {
+            out.push_str(&format!(", {omitted} older ones not listed"));
+        }
+        out.push_str("):\n");
+        let mut rows: Vec<[String; 4]> = vec![[
+            "TIME".into(),
+            "SOURCE".into(),
+            "REASON".into(),
+            "MESSAGE".into(),
+        ]];
+        for f in findings {
+            let message = match &f.oom {
+                Some(o) => oom_summary(o),
+                None => f.message.replace('\n', " | "),
+            };
+            rows.push([f.time.clone(), f.source.clone(), f.reason.clone(), message]);
+        }
+        let mut widths = [0usize; 3];
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row.iter()) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for row in &rows {
+            for (w, cell) in widths.iter().zip(row.iter()) {
+                out.push_str(&format!("{cell:<w$}  ", w = *w));
+            }
+            out.push_str(&row[3]);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// `pod <uid> container <id>: task <comm> (pid <n>) killed`, with what the memcg path named.
+fn oom_summary(o: &OomKill) -> String {
+    let mut s = String::new();
+    match &o.pod_uid {
+        Some(uid) => s.push_str(&format!("pod {uid}")),
+        None => s.push_str(&format!("memcg {}", o.memcg)),
+    }
+    if let Some(c) = &o.container_id {
+        s.push_str(&format!(" container {}", &c[..c.len().min(12)]));
+    }
+    s.push_str(&format!(": task {} (pid {}) OOM-killed", o.task, o.pid));
+    s
+}
+
+/// Run every log monitor's pass, one after the other, on the calling thread (blocking).
+pub fn scan_logs(configs: &[MonitorConfig], options: &ScanOptions) -> Vec<MonitorScan> {
+    configs
+        .iter()
+        .map(|c| scan::scan_monitor(c, options))
+        .collect()
+}
+
+/// Run the probes and, on a blocking thread meanwhile, the log monitors' passes.
+pub async fn run_with_logs(
+    probes: Vec<Box<dyn Probe>>,
+    configs: Vec<MonitorConfig>,
+    options: ScanOptions,
+) -> (Vec<ProbeRun>, Vec<MonitorScan>) {
+    let fallback: Vec<MonitorScan> = configs
+        .iter()
+        .map(|c| crashed_scan(c, "the log scan did not finish"))
+        .collect();
+    let logs = tokio::task::spawn_blocking(move || scan_logs(&configs, &options));
+    let runs = run_all(probes).await;
+    let scans = match logs.await {
+        Ok(s) => s,
+        Err(e) => fallback
+            .into_iter()
+            .map(|mut s| {
+                let why = format!("the log scan crashed: {e}");
+                for c in &mut s.result.conditions {
+                    c.message = why.clone();
+                }
+                s.problem = Some(why);
+                s
+            })
+            .collect(),
+    };
+    (runs, scans)
+}
+
+/// A monitor whose pass failed: every condition `Unknown` with `why`.
+fn crashed_scan(config: &MonitorConfig, why: &str) -> MonitorScan {
+    let now = SystemTime::now();
+    let mut result = scan::scan(config, Vec::new(), None, now);
+    for c in &mut result.conditions {
+        c.status = ConditionStatus::Unknown;
+        c.reason = probes::logs::LOG_SOURCE_UNAVAILABLE.to_string();
+        c.message = why.to_string();
+    }
+    MonitorScan {
+        source: config.source.clone(),
+        origin: config.origin.clone(),
+        backend: probes::logs::Backend::None,
+        location: String::new(),
+        since: None,
+        problem: Some(why.to_string()),
+        skipped: false,
+        unreadable_records: 0,
+        result,
+        duration: Duration::ZERO,
     }
 }
 

@@ -10,6 +10,7 @@
 //!   `journald` cargo feature) and [`filelog`].
 //! * [`cursor`]: per-boot state (position, log-based conditions) in the state directory.
 //! * [`oom`]: OOM kill attribution (pod UID, container ID).
+//! * [`scan`]: one pass over what a log still holds within `lookback` (`--oneshot`).
 //!
 //! [`spawn_monitors`] runs one thread per monitor (never the async runtime's thread: every
 //! read and state write may block) and sends every finding into a bounded channel.
@@ -24,6 +25,7 @@ pub mod kmsg;
 pub mod oom;
 pub mod ring;
 pub mod rules;
+pub mod scan;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
