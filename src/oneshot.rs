@@ -98,6 +98,13 @@ pub struct Report {
     pub log_sources: Option<Vec<LogSourceLine>>,
 }
 
+fn records(n: u64) -> String {
+    match n {
+        1 => "1 record".to_string(),
+        n => format!("{n} records"),
+    }
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -157,9 +164,9 @@ impl Report {
             let duration_ms = millis(s.duration);
             let window = match s.since {
                 Some(t) => format!(
-                    "since {} ({} records via {})",
+                    "since {} ({} via {})",
                     rfc3339(t),
-                    s.result.records,
+                    records(s.result.records),
                     s.backend.as_str()
                 ),
                 None => "the rule file has no lookback: nothing to read".to_string(),
@@ -291,8 +298,10 @@ impl Report {
                 (None, None) => "no lookback in its rules: nothing read".to_string(),
                 (None, Some(since)) => {
                     let mut w = format!(
-                        "{} records since {since} from {} ({}ms)",
-                        s.records, s.location, s.duration_ms
+                        "{} since {since} from {} ({}ms)",
+                        records(s.records),
+                        s.location,
+                        s.duration_ms
                     );
                     if s.unreadable_records > 0 {
                         w.push_str(&format!(", {} unreadable", s.unreadable_records));
@@ -508,6 +517,122 @@ mod tests {
         assert_eq!(na.exit_code(), exit::OK);
         assert!(na.results.is_empty());
         assert_eq!(na.not_applicable[0].message, "no cloud");
+    }
+
+    fn log_scan(status: ConditionStatus) -> MonitorScan {
+        use probes::findings::{ConditionUpdate, MonitorEvent};
+        use probes::logs::scan::ScanResult;
+        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_918_000 + s);
+        let uid = "3f9c2a1e-7b4d-4e8a-9c1f-0123456789ab";
+        let (reason, message) = match status {
+            ConditionStatus::True => (
+                "DockerHung",
+                "task docker:7 blocked for more than 120 seconds.",
+            ),
+            _ => ("KernelHasNoDeadlock", "kernel has no deadlock"),
+        };
+        MonitorScan {
+            source: "kernel-monitor".into(),
+            origin: "builtin:kernel-monitor.json".into(),
+            backend: probes::logs::Backend::Kmsg,
+            location: "/dev/kmsg".into(),
+            since: Some(at(0)),
+            problem: None,
+            skipped: false,
+            unreadable_records: 0,
+            result: ScanResult {
+                conditions: vec![ConditionUpdate {
+                    source: "kernel-monitor".into(),
+                    condition: "KernelDeadlock".into(),
+                    status,
+                    reason: reason.into(),
+                    message: message.into(),
+                    transition: at(10),
+                }],
+                events: vec![MonitorEvent {
+                    source: "kernel-monitor".into(),
+                    reason: "PodOOMKilling".into(),
+                    message: "oom-kill:...".into(),
+                    timestamp: at(20),
+                    oom: Some(OomKill {
+                        pod_uid: Some(uid.into()),
+                        container_id: Some("ab".repeat(32)),
+                        task: "python3".into(),
+                        pid: 4242,
+                        memcg: format!("/kubepods/burstable/pod{uid}/{}", "ab".repeat(32)),
+                    }),
+                }],
+                events_omitted: 0,
+                records: 1,
+            },
+            duration: Duration::from_millis(1),
+        }
+    }
+
+    #[test]
+    fn log_conditions_count_in_the_exit_code_and_findings_are_listed() {
+        let mut r = Report::from_runs("n1".into(), &[run(Outcome::ok())]);
+        r.add_logs(&[log_scan(ConditionStatus::True)]);
+        assert_eq!(r.exit_code(), exit::PROBLEM);
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(
+            v["results"][1],
+            serde_json::json!({"probe": "kernel-monitor", "condition": "KernelDeadlock",
+                "status": "True", "reason": "DockerHung",
+                "message": "task docker:7 blocked for more than 120 seconds.",
+                "since": "2025-12-05T07:00:10Z", "duration_ms": 1})
+        );
+        assert_eq!(
+            v["log_findings"],
+            serde_json::json!([{"source": "kernel-monitor", "reason": "PodOOMKilling",
+                "time": "2025-12-05T07:00:20.000Z", "message": "oom-kill:...",
+                "oom": {"pod_uid": "3f9c2a1e-7b4d-4e8a-9c1f-0123456789ab",
+                        "container_id": "ab".repeat(32), "task": "python3", "pid": 4242,
+                        "memcg": format!("/kubepods/burstable/pod3f9c2a1e-7b4d-4e8a-9c1f-0123456789ab/{}", "ab".repeat(32))}}])
+        );
+        assert_eq!(v["log_sources"][0]["read"], "kmsg");
+        assert_eq!(v["log_sources"][0]["since"], "2025-12-05T07:00:00Z");
+        let t = r.to_table();
+        assert!(
+            t.contains("since 2025-12-05T07:00:10Z: task docker:7 blocked"),
+            "{t}"
+        );
+        assert!(
+            t.contains("log kernel-monitor: 1 record since 2025-12-05T07:00:00Z from /dev/kmsg"),
+            "{t}"
+        );
+        assert!(
+            t.contains("2025-12-05T07:00:20.000Z  kernel-monitor  PodOOMKilling  pod 3f9c2a1e-7b4d-4e8a-9c1f-0123456789ab container abababababab: task python3 (pid 4242) OOM-killed"),
+            "{t}"
+        );
+
+        let mut healthy = Report::from_runs("n1".into(), &[run(Outcome::ok())]);
+        healthy.add_logs(&[log_scan(ConditionStatus::False)]);
+        assert_eq!(
+            healthy.exit_code(),
+            exit::OK,
+            "findings alone are no problem"
+        );
+        let t = healthy.to_table();
+        let row = t
+            .lines()
+            .find(|l| l.contains("KernelHasNoDeadlock"))
+            .unwrap();
+        assert!(
+            row.ends_with("1ms   no match since 2025-12-05T07:00:00Z (1 record via kmsg)"),
+            "{t}"
+        );
+        let mut unknown = Report::from_runs("n1".into(), &[run(Outcome::ok())]);
+        unknown.add_logs(&[log_scan(ConditionStatus::Unknown)]);
+        assert_eq!(unknown.exit_code(), exit::UNKNOWN);
+    }
+
+    #[test]
+    fn without_logs_the_json_has_no_log_fields() {
+        let r = Report::from_runs("n1".into(), &[run(Outcome::ok())]);
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert!(v.get("log_findings").is_none() && v.get("log_sources").is_none());
+        assert!(!r.to_table().contains("log "));
     }
 
     #[test]
