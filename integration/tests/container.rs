@@ -386,6 +386,7 @@ fn what_the_probes_need_host_pid_and_sockets_as_uid_0_without_dac_capabilities()
     let containerd = format!("--containerd-socket=/host{sock}");
     let args = [
         "--oneshot",
+        "--oneshot-logs=false",
         "--output",
         "json",
         "--host-root",

@@ -1,11 +1,18 @@
 //! `nodeprobe --oneshot` end to end: real tmpfs inode pressure, real PID pressure in a
-//! private PID namespace, missing mounts, bad usage.
+//! private PID namespace, missing mounts, bad usage; the kernel-log rules over the real
+//! `/dev/kmsg` (and the ring through syslog(2) where the device is denied), a real OOM kill.
+//! Probe tests pass `--oneshot-logs=false`: lines other tests write to the shared ring must
+//! not move their exit codes.
 
 #![allow(clippy::disallowed_methods)] // tests start real components and the binary
 
 use std::process::Command;
 
-use nodeprobe_integration::{binary, is_root, nodeprobe, nodeprobe_env, require, Tmpfs};
+use nodeprobe_integration::kmsg::{
+    default_kernel_rules, kmsg_lock, kmsg_ok, kmsg_write, scoped_rules, task_hung, KmsgDeniedCgroup,
+};
+use nodeprobe_integration::oom::{oom_ok, PodCgroup};
+use nodeprobe_integration::{binary, is_root, nodeprobe, nodeprobe_env, require, unique, Tmpfs};
 
 fn fill(dir: &std::path::Path, n: usize) {
     for i in 0..n {
@@ -22,6 +29,7 @@ fn inode_pressure_on_a_real_tmpfs_host_root() {
     let root = fs.path().to_str().unwrap();
     let args = [
         "--oneshot",
+        "--oneshot-logs=false",
         "--output",
         "json",
         "--probes",
@@ -95,6 +103,7 @@ fn every_mount_over_threshold_is_named() {
     fill(&inner_dir, 45);
     let run = nodeprobe(&[
         "--oneshot",
+        "--oneshot-logs=false",
         "--output",
         "json",
         "--probes",
@@ -124,6 +133,7 @@ fn missing_mount_is_unknown_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let run = nodeprobe(&[
         "--oneshot",
+        "--oneshot-logs=false",
         "--output",
         "json",
         "--probes",
@@ -149,7 +159,7 @@ fn in_pid_namespace(pid_max: u32, fill: u32) -> nodeprobe_integration::Run {
     let script = format!(
         "echo {pid_max} > /proc/sys/kernel/pid_max || exit 99
          for i in $(seq 1 {fill}); do sleep 600 & done
-         \"$0\" --oneshot --output json --probes pid-pressure
+         \"$0\" --oneshot --oneshot-logs=false --output json --probes pid-pressure
          rc=$?
          kill $(jobs -p) 2>/dev/null
          exit $rc"
@@ -212,7 +222,7 @@ fn threads_count_not_just_processes() {
 threading.stack_size(256*1024)
 ts=[threading.Thread(target=time.sleep,args=(600,),daemon=True) for _ in range(345)]
 [t.start() for t in ts]
-sys.exit(subprocess.run(sys.argv[1:]).returncode)' \"$0\" --oneshot --output json --probes pid-pressure";
+sys.exit(subprocess.run(sys.argv[1:]).returncode)' \"$0\" --oneshot --oneshot-logs=false --output json --probes pid-pressure";
     let out = Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc", "/bin/bash", "-c", script])
         .arg(binary())
@@ -296,6 +306,8 @@ fn help_documents_flags_and_env() {
         "NODEPROBE_INODES_THRESHOLD",
         "--pid-pressure-threshold",
         "NODEPROBE_HOST_ROOT",
+        "--oneshot-logs",
+        "NODEPROBE_ONESHOT_LOGS",
     ] {
         assert!(run.stdout.contains(s), "--help lacks {s}");
     }
@@ -320,6 +332,287 @@ fn oneshot_on_this_machine_is_truthful() {
         );
         assert!(["True", "False", "Unknown"].contains(&r["status"].as_str().unwrap()));
     }
+    // The kernel log is read by default with the built-in rules: both kernel conditions
+    // are reported, whatever their status on this machine, and what was read is said.
+    for cond in ["KernelDeadlock", "ReadonlyFilesystem"] {
+        let r = run.result(cond);
+        assert_eq!(r["probe"], "kernel-monitor", "{r}");
+        assert!(["True", "False", "Unknown"].contains(&r["status"].as_str().unwrap()));
+    }
+    assert!(v["log_findings"].is_array(), "{v:#}");
+    let kernel = &v["log_sources"][0];
+    assert_eq!(kernel["source"], "kernel-monitor", "{v:#}");
+    assert_eq!(kernel["rules"], "builtin:kernel-monitor.json");
+    if is_root() {
+        assert_eq!(kernel["read"], "kmsg", "{kernel}");
+        assert_eq!(kernel["location"], "/dev/kmsg");
+    }
     let table = nodeprobe(&["--oneshot", "--probes", "inodes"]);
     assert!(table.stdout.contains("InodesPressure"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("log kernel-monitor: "),
+        "{}",
+        table.stdout
+    );
+}
+
+/// `--oneshot` over the lines this test writes to the real `/dev/kmsg`: rules scoped to the
+/// test's marker (other writers of the ring cannot disturb it), `--probes inodes` next to it.
+fn oneshot_logs(rules: &std::path::Path, extra: &[&str]) -> nodeprobe_integration::Run {
+    let rules = rules.to_str().unwrap();
+    let mut args = vec!["--oneshot", "--probes", "inodes", "--log-monitors", rules];
+    args.extend_from_slice(extra);
+    nodeprobe(&args)
+}
+
+fn findings_with<'a>(v: &'a serde_json::Value, marker: &str) -> Vec<&'a serde_json::Value> {
+    v["log_findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no log_findings in {v:#}"))
+        .iter()
+        .filter(|f| f["message"].as_str().is_some_and(|m| m.contains(marker)))
+        .collect()
+}
+
+#[test]
+fn kernel_log_conditions_and_findings_from_the_real_ring() {
+    if !kmsg_ok() {
+        return;
+    }
+    let _kmsg = kmsg_lock();
+    let m = unique("oneshot-logs");
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = scoped_rules(tmp.path(), &m, "5m");
+
+    // Nothing of ours in the ring yet: the conditions are healthy, exit 0.
+    let before = oneshot_logs(&rules, &["--output", "json"]);
+    assert_eq!(before.code, 0, "{before:?}");
+    assert_eq!(before.result("KernelDeadlock")["status"], "False");
+    let r = before.result("ReadonlyFilesystem");
+    assert_eq!(r["status"], "False");
+    assert_eq!(r["reason"], "FilesystemIsNotReadOnly");
+    assert!(findings_with(&before.json(), &m).is_empty());
+
+    kmsg_write(3, &task_hung(&m, "worker-a"));
+    kmsg_write(
+        3,
+        &format!("{m}: EXT4-fs (sda1): Remounting filesystem read-only"),
+    );
+    kmsg_write(3, &task_hung(&m, "docker"));
+
+    let run = oneshot_logs(&rules, &["--output", "json"]);
+    assert_eq!(run.code, 1, "a True log condition is a problem: {run:?}");
+    let v = run.json();
+    assert_eq!(run.result("InodesPressure")["probe"], "inodes");
+    let ro = run.result("ReadonlyFilesystem");
+    assert_eq!(ro["probe"], "kernel-monitor");
+    assert_eq!(ro["status"], "True");
+    assert_eq!(ro["reason"], "FilesystemIsReadOnly");
+    assert_eq!(
+        ro["message"],
+        format!("{m}: EXT4-fs (sda1): Remounting filesystem read-only")
+    );
+    assert!(
+        ro["since"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{ro}"
+    );
+    let dead = run.result("KernelDeadlock");
+    assert_eq!(dead["status"], "True");
+    assert_eq!(dead["reason"], "DockerHung");
+
+    let found = findings_with(&v, &m);
+    let got: Vec<(&str, &str)> = found
+        .iter()
+        .map(|f| {
+            (
+                f["reason"].as_str().unwrap(),
+                f["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("TaskHung", task_hung(&m, "worker-a").as_str()),
+            ("TaskHung", task_hung(&m, "docker").as_str())
+        ],
+        "{v:#}"
+    );
+    for f in &found {
+        assert_eq!(f["source"], "kernel-monitor");
+        let t = f["time"].as_str().unwrap();
+        let at = probes::timefmt::parse_rfc3339(t).expect("RFC 3339 time");
+        let age = std::time::SystemTime::now()
+            .duration_since(at)
+            .unwrap_or_default();
+        assert!(
+            age < std::time::Duration::from_secs(60),
+            "{t} is now, not {age:?} ago"
+        );
+    }
+    let src = &v["log_sources"][0];
+    assert_eq!(src["read"], "kmsg", "{src}");
+    assert!(src["records"].as_u64().unwrap() >= 3, "{src}");
+
+    // The table shows the same.
+    let table = oneshot_logs(&rules, &[]);
+    assert_eq!(table.code, 1);
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.contains("ReadonlyFilesystem"))
+        .unwrap_or_else(|| panic!("{}", table.stdout));
+    assert!(
+        row.contains("kernel-monitor")
+            && row.contains("True")
+            && row.contains("FilesystemIsReadOnly"),
+        "{row}"
+    );
+    assert!(row.contains(&format!("{m}: EXT4-fs (sda1)")), "{row}");
+    let finding = table
+        .stdout
+        .lines()
+        .find(|l| l.contains("TaskHung") && l.contains(&task_hung(&m, "worker-a")))
+        .unwrap_or_else(|| panic!("{}", table.stdout));
+    assert!(finding.contains("kernel-monitor"), "{finding}");
+
+    // --oneshot-logs=false (and its env twin) runs the probes only.
+    for off in [
+        oneshot_logs(&rules, &["--output", "json", "--oneshot-logs=false"]),
+        nodeprobe_env(
+            &[
+                "--oneshot",
+                "--output",
+                "json",
+                "--probes",
+                "inodes",
+                "--log-monitors",
+                rules.to_str().unwrap(),
+            ],
+            &[("NODEPROBE_ONESHOT_LOGS", "false")],
+        ),
+    ] {
+        assert_eq!(off.code, 0, "{off:?}");
+        let v = off.json();
+        assert!(v.get("log_findings").is_none(), "{v:#}");
+        assert!(v.get("log_sources").is_none(), "{v:#}");
+        let conds: Vec<&str> = v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["condition"].as_str().unwrap())
+            .collect();
+        assert_eq!(conds, vec!["InodesPressure"]);
+    }
+    let off_table = oneshot_logs(&rules, &["--oneshot-logs", "false"]);
+    assert_eq!(off_table.code, 0);
+    assert!(!off_table.stdout.contains(&m), "{}", off_table.stdout);
+}
+
+#[test]
+fn lines_older_than_the_lookback_are_not_reported() {
+    if !kmsg_ok() {
+        return;
+    }
+    let _kmsg = kmsg_lock();
+    let m = unique("oneshot-lookback");
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = scoped_rules(tmp.path(), &m, "2s");
+    kmsg_write(
+        3,
+        &format!("{m}: EXT4-fs (sda1): Remounting filesystem read-only"),
+    );
+    let fresh = oneshot_logs(&rules, &["--output", "json"]);
+    assert_eq!(
+        fresh.result("ReadonlyFilesystem")["status"],
+        "True",
+        "{fresh:?}"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let later = oneshot_logs(&rules, &["--output", "json"]);
+    assert_eq!(later.code, 0, "{later:?}");
+    assert_eq!(later.result("ReadonlyFilesystem")["status"], "False");
+    assert!(findings_with(&later.json(), &m).is_empty());
+}
+
+#[test]
+fn the_ring_through_syslog_where_kmsg_is_denied() {
+    if !kmsg_ok() || !KmsgDeniedCgroup::available() {
+        return;
+    }
+    let _kmsg = kmsg_lock();
+    let m = unique("oneshot-ring");
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = scoped_rules(tmp.path(), &m, "5m");
+    kmsg_write(3, &task_hung(&m, "docker"));
+    let cg = KmsgDeniedCgroup::create();
+    let out = Command::new(&cg.wrapper()[0])
+        .args(&cg.wrapper()[1..])
+        .arg(binary())
+        .args([
+            "--oneshot",
+            "--output",
+            "json",
+            "--probes",
+            "inodes",
+            "--log-monitors",
+        ])
+        .arg(&rules)
+        .output()
+        .expect("run nodeprobe in the cgroup");
+    let run = nodeprobe_integration::Run::from_output(out);
+    assert_eq!(run.code, 1, "{run:?}");
+    let v = run.json();
+    assert_eq!(v["log_sources"][0]["read"], "syslog", "{v:#}");
+    assert_eq!(v["log_sources"][0]["location"], "syslog(2)");
+    assert_eq!(run.result("KernelDeadlock")["reason"], "DockerHung");
+    assert_eq!(findings_with(&v, &m).len(), 1, "{v:#}");
+    drop(cg);
+}
+
+#[test]
+fn a_real_oom_kill_names_the_pod() {
+    if !kmsg_ok() || !oom_ok() {
+        return;
+    }
+    let _kmsg = kmsg_lock();
+    let tmp = tempfile::tempdir().unwrap();
+    // The shipped rules (the OOM line is the kernel's, it carries no test marker).
+    let rules = tmp.path().join("kernel-monitor.json");
+    std::fs::write(&rules, default_kernel_rules("5m")).unwrap();
+    let cg = PodCgroup::create(20);
+    cg.oom_kill();
+    let run = oneshot_logs(&rules, &["--output", "json"]);
+    let v = run.json();
+    let ours: Vec<&serde_json::Value> = v["log_findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["oom"]["pod_uid"] == cg.uid.as_str())
+        .collect();
+    assert_eq!(ours.len(), 1, "{v:#}");
+    let f = ours[0];
+    assert_eq!(f["reason"], "PodOOMKilling");
+    assert_eq!(f["oom"]["container_id"], cg.container_id.as_str());
+    assert_eq!(f["oom"]["task"], "python3");
+    assert_eq!(f["oom"]["memcg"], cg.memcg());
+    assert!(f["message"].as_str().unwrap().contains("oom-kill:"), "{f}");
+
+    let table = oneshot_logs(&rules, &[]);
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.contains(&cg.uid))
+        .unwrap_or_else(|| panic!("{}", table.stdout));
+    assert!(
+        row.contains("PodOOMKilling")
+            && row.contains(&format!(
+                "pod {} container {}",
+                cg.uid,
+                &cg.container_id[..12]
+            ))
+            && row.contains("task python3 (pid "),
+        "{row}"
+    );
+    drop(cg);
 }

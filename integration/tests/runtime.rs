@@ -16,6 +16,7 @@ fn oneshot(host_root: &Path, probes: &str, extra: &[&str]) -> Run {
     let root = host_root.to_str().unwrap();
     let mut args = vec![
         "--oneshot",
+        "--oneshot-logs=false",
         "--output",
         "json",
         "--probes",
@@ -304,6 +305,7 @@ fn systemd_unit_state_joins_the_verdict() {
     let args = |extra: &[&'static str]| {
         let mut a: Vec<String> = [
             "--oneshot",
+            "--oneshot-logs=false",
             "--output",
             "json",
             "--probes",

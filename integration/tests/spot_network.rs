@@ -193,7 +193,14 @@ fn spot_scenarios(cloud: &str) {
     };
     let root = dmi_root(&dmi_of(cloud));
     let root = root.path().to_str().unwrap();
-    let base = ["--oneshot", "--output", "json", "--probes", "spot"];
+    let base = [
+        "--oneshot",
+        "--oneshot-logs=false",
+        "--output",
+        "json",
+        "--probes",
+        "spot",
+    ];
     let with = |extra: &[&str]| -> Vec<String> {
         base.iter().chain(extra).map(|s| s.to_string()).collect()
     };
@@ -306,6 +313,7 @@ fn spot_unreachable_endpoint_is_unknown() {
     // Nothing listens on port 81: connection refused inside the namespace.
     let (r, _) = ns.nodeprobe(&[
         "--oneshot",
+        "--oneshot-logs=false",
         "--output",
         "json",
         "--probes",
@@ -344,6 +352,7 @@ fn spot_without_a_cloud_is_not_applicable() {
         let root = dmi_root(&attrs);
         let r = nodeprobe(&[
             "--oneshot",
+            "--oneshot-logs=false",
             "--output",
             "json",
             "--probes",
@@ -367,6 +376,7 @@ fn spot_without_a_cloud_is_not_applicable() {
     }
     let r = nodeprobe(&[
         "--oneshot",
+        "--oneshot-logs=false",
         "--output",
         "json",
         "--probes",
@@ -391,6 +401,7 @@ fn hung_dependencies_do_not_delay_other_probes() {
     let silent = format!("127.0.0.1:{SILENT_UDP_PORT}");
     let (r, took) = ns.nodeprobe(&[
         "--oneshot",
+        "--oneshot-logs=false",
         "--output",
         "json",
         "--probes",
@@ -456,6 +467,7 @@ fn proc_root(conntrack: Option<(u64, u64)>, v4: &[&str], v6: Option<&[&str]>) ->
 fn network(root: &Path, extra: &[&str]) -> (Run, Value) {
     let mut args = vec![
         "--oneshot",
+        "--oneshot-logs=false",
         "--output",
         "json",
         "--probes",

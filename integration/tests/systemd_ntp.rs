@@ -14,7 +14,14 @@ use nodeprobe_integration::{binary, nodeprobe_env, require, Run};
 const BUS_ENV: &str = "DBUS_SYSTEM_BUS_ADDRESS";
 
 fn oneshot(probes: &str, extra: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut args = vec!["--oneshot", "--output", "json", "--probes", probes];
+    let mut args = vec![
+        "--oneshot",
+        "--oneshot-logs=false",
+        "--output",
+        "json",
+        "--probes",
+        probes,
+    ];
     args.extend_from_slice(extra);
     nodeprobe_env(&args, env)
 }
@@ -217,10 +224,17 @@ fn no_bus_is_unknown_naming_the_address_tried() {
 
     // Without DBUS_SYSTEM_BUS_ADDRESS the host's socket under --host-root is tried.
     let mut cmd = Command::new(binary());
-    cmd.args(["--oneshot", "--output", "json", "--probes", "systemd"])
-        .arg("--host-root")
-        .arg(dir.path())
-        .env_remove(BUS_ENV);
+    cmd.args([
+        "--oneshot",
+        "--oneshot-logs=false",
+        "--output",
+        "json",
+        "--probes",
+        "systemd",
+    ])
+    .arg("--host-root")
+    .arg(dir.path())
+    .env_remove(BUS_ENV);
     for (k, _) in std::env::vars() {
         if k.starts_with("NODEPROBE_") && k != "NODEPROBE_BIN" {
             cmd.env_remove(k);
