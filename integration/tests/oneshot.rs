@@ -616,3 +616,47 @@ fn a_real_oom_kill_names_the_pod() {
     );
     drop(cg);
 }
+
+#[test]
+fn an_unreadable_kernel_log_is_unknown_not_a_crash() {
+    if !require(is_root(), "root (run the binary as nobody)") {
+        return;
+    }
+    // A copy of the binary nobody may run.
+    let dir = tempfile::Builder::new()
+        .prefix("nodeprobe-it-oneshot-nobody")
+        .tempdir_in("/tmp")
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("nodeprobe");
+    std::fs::copy(binary(), &bin).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["--oneshot", "--output", "json", "--probes", "inodes"])
+        .env_remove("NODEPROBE_ONESHOT_LOGS")
+        .output()
+        .expect("setpriv");
+    let run = nodeprobe_integration::Run::from_output(out);
+    let restricted =
+        std::fs::read_to_string(std::path::Path::new("/").join("proc/sys/kernel/dmesg_restrict"))
+            .is_ok_and(|v| v.trim() == "1");
+    let r = run.result("KernelDeadlock");
+    if restricted {
+        // Neither /dev/kmsg nor syslog(2) without CAP_SYSLOG: Unknown, naming what to grant.
+        assert_eq!(run.code, 2, "{run:?}");
+        assert_eq!(r["status"], "Unknown");
+        assert_eq!(r["reason"], "LogSourceUnavailable");
+        let msg = r["message"].as_str().unwrap();
+        assert!(
+            msg.contains("/dev/kmsg")
+                && msg.contains("CAP_SYSLOG")
+                && msg.contains("--oneshot-logs=false"),
+            "{msg}"
+        );
+        assert_eq!(run.json()["log_sources"][0]["read"], "none");
+    } else {
+        assert_eq!(run.json()["log_sources"][0]["read"], "kmsg", "{run:?}");
+    }
+}

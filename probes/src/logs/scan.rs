@@ -237,7 +237,11 @@ pub fn scan_monitor(config: &MonitorConfig, options: &ScanOptions) -> MonitorSca
                     }
                     Ok(records)
                 }
-                Err(e) => Err(SourceError(format!("{}; {}", e.0, kmsg::KERNEL_LOG_GRANT))),
+                Err(e) => Err(SourceError(format!(
+                    "{}; {}; or skip the logs with --oneshot-logs=false",
+                    e.0,
+                    kmsg::KERNEL_LOG_GRANT
+                ))),
             }
         }
         #[cfg(feature = "journald")]
