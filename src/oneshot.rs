@@ -65,6 +65,8 @@ pub struct LogSourceLine {
     pub since: Option<String>,
     /// Records within the window.
     pub records: u64,
+    /// Records read (for the kernel log: all the ring holds, within the window or not).
+    pub records_read: u64,
     /// Records that could not be parsed or were overwritten while being read.
     pub unreadable_records: u64,
     /// Temporary findings not listed in `log_findings` (the oldest, beyond the limit).
@@ -209,6 +211,7 @@ impl Report {
                 location: s.location.clone(),
                 since: s.since.map(rfc3339),
                 records: s.result.records,
+                records_read: s.records_read,
                 unreadable_records: s.unreadable_records,
                 findings_omitted: s.result.events_omitted,
                 problem: s.problem.clone(),
@@ -298,9 +301,10 @@ impl Report {
                 (None, None) => "no lookback in its rules: nothing read".to_string(),
                 (None, Some(since)) => {
                     let mut w = format!(
-                        "{} since {since} from {} ({}ms)",
+                        "{} since {since} from {} ({} read, {}ms)",
                         records(s.records),
                         s.location,
+                        s.records_read,
                         s.duration_ms
                     );
                     if s.unreadable_records > 0 {
@@ -421,6 +425,7 @@ fn crashed_scan(config: &MonitorConfig, why: &str) -> MonitorScan {
         problem: Some(why.to_string()),
         skipped: false,
         unreadable_records: 0,
+        records_read: 0,
         result,
         duration: Duration::ZERO,
     }
@@ -540,6 +545,7 @@ mod tests {
             problem: None,
             skipped: false,
             unreadable_records: 0,
+            records_read: 3,
             result: ScanResult {
                 conditions: vec![ConditionUpdate {
                     source: "kernel-monitor".into(),
@@ -591,6 +597,7 @@ mod tests {
                         "memcg": format!("/kubepods/burstable/pod3f9c2a1e-7b4d-4e8a-9c1f-0123456789ab/{}", "ab".repeat(32))}}])
         );
         assert_eq!(v["log_sources"][0]["read"], "kmsg");
+        assert_eq!(v["log_sources"][0]["records_read"], 3);
         assert_eq!(v["log_sources"][0]["since"], "2025-12-05T07:00:00Z");
         let t = r.to_table();
         assert!(

@@ -1,6 +1,9 @@
 #!/bin/bash
 # Benchmark: wall time of `nodeprobe --oneshot` for a probe set (default inodes,pid-pressure),
-# and proof that it starts no other program. Usage: integration/bench/oneshot.sh [PROBES]
+# proof that it starts no other program, and what the kernel-log pass (on by default) adds:
+# the same run with --oneshot-logs=false, and with a rule file whose lookback covers the whole
+# ring (every record the ring holds is matched), on this machine's real ring.
+# Usage: integration/bench/oneshot.sh [PROBES]
 # Needs hyperfine and strace (Debian packages; installed if missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -47,4 +50,45 @@ for _ in range(50):
 over.sort()
 print("wall minus slowest probe over 50 runs: median %.2f ms, p95 %.2f ms, max %.2f ms"
       % (over[len(over)//2], over[int(len(over)*0.95)], over[-1]))
+PY
+
+# The kernel-log pass: off, on (default rules, lookback 5m), on over the whole ring.
+RULES=$(mktemp -d /tmp/nodeprobe-bench-rules.XXXXXX)
+trap 'rm -rf "$RULES"' EXIT
+sed 's/"lookback": "5m"/"lookback": "87600h"/' probes/rules/kernel-monitor.json >"$RULES/kernel-monitor.json"
+OFF="$BIN --oneshot --output json --probes $PROBES --oneshot-logs=false ${EXTRA[*]}"
+ON="$BIN --oneshot --output json --probes $PROBES ${EXTRA[*]}"
+ALL="$BIN --oneshot --output json --probes $PROBES --log-monitors $RULES/kernel-monitor.json ${EXTRA[*]}"
+hyperfine -N --warmup 20 --runs 300 -i --export-json /tmp/nodeprobe-bench-oneshot-logs.json "$OFF" "$ON" "$ALL" >/dev/null
+$ALL >"$RULES/all.json" || true
+python3 - "$RULES/all.json" <<'PY'
+import ctypes, json, os, sys
+r = json.load(open("/tmp/nodeprobe-bench-oneshot-logs.json"))["results"]
+med = [x["median"] * 1e3 for x in r]
+names = ["--oneshot-logs=false", "--oneshot (lookback 5m)", "--oneshot (whole ring)"]
+for n, x in zip(names, r):
+    t = sorted(x["times"])
+    print("%-26s mean %.2f ms, median %.2f ms, p95 %.2f ms" % (n, x["mean"]*1e3, x["median"]*1e3, t[int(len(t)*0.95)]*1e3))
+src = json.load(open(sys.argv[1]))["log_sources"][0]
+n = src["records_read"]
+print("kernel log: %d records in the ring, read via %s; scan of them all: %d ms in the report" % (n, src["read"], src["duration_ms"]))
+print("added by the log pass (median): lookback 5m %+.2f ms, whole ring %+.2f ms" % (med[1]-med[0], med[2]-med[0]))
+# the ring's capacity in records: log_buf_len bytes of text, one descriptor per 32 bytes
+size = ctypes.CDLL(None).klogctl(10, None, 0)
+fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+text = 0; count = 0
+while True:
+    try:
+        rec = os.read(fd, 16384)
+    except BlockingIOError:
+        break
+    except BrokenPipeError:
+        continue
+    count += 1; text += len(rec.split(b";", 1)[-1].split(b"\n", 1)[0])
+os.close(fd)
+if count and n:
+    full = min(size // max(1, text // count), size // 32)
+    per = max(0.0, med[2]-med[0]) / n
+    print("ring %d KiB, average message %d bytes: a full ring holds ~%d records; at %.2f us a record that is %.2f ms"
+          % (size // 1024, text // count, full, per * 1e3, per * full))
 PY

@@ -189,6 +189,8 @@ pub struct MonitorScan {
     pub skipped: bool,
     /// Records that could not be parsed, or were lost to a ring overrun during the read.
     pub unreadable_records: u64,
+    /// Records read, within the window or not (the whole ring for the kernel log).
+    pub records_read: u64,
     pub result: ScanResult,
     pub duration: Duration,
 }
@@ -218,6 +220,7 @@ pub fn scan_monitor(config: &MonitorConfig, options: &ScanOptions) -> MonitorSca
         problem: None,
         skipped: false,
         unreadable_records: 0,
+        records_read: 0,
         result: scan(config, Vec::new(), None, now),
         duration: Duration::ZERO,
     };
@@ -270,7 +273,10 @@ pub fn scan_monitor(config: &MonitorConfig, options: &ScanOptions) -> MonitorSca
         }
     };
     match read {
-        Ok(records) => out.result = scan(config, records, since, now),
+        Ok(records) => {
+            out.records_read = records.len() as u64;
+            out.result = scan(config, records, since, now);
+        }
         Err(e) => {
             out.backend = Backend::None;
             for c in &mut out.result.conditions {
