@@ -74,6 +74,19 @@ fn main() {
             args
         }
     };
+    // loading (parse, validate, compile) the built-in rule files, as --oneshot does first
+    let mut loads: Vec<Duration> = (0..20)
+        .map(|_| {
+            let t0 = Instant::now();
+            MonitorConfig::defaults().expect("built-in rules");
+            t0.elapsed()
+        })
+        .collect();
+    loads.sort();
+    println!(
+        "built-in rule files load+compile: median {:.2} ms",
+        loads[loads.len() / 2].as_secs_f64() * 1e3
+    );
     let config = MonitorConfig::defaults()
         .expect("built-in rules")
         .into_iter()

@@ -145,8 +145,6 @@ impl RuleSet {
             let err = |cause: String| CompileError { index, cause };
             let hir = parse_hir(&rule.pattern).map_err(err)?;
             let anchored = anchored(&rule.pattern, &hir);
-            // Fully compile it too: catches size limits and anything the parser let by.
-            let re = Regex::new(&anchored).map_err(|e| err(e.to_string()))?;
             let single_line = !can_match_newline(&hir)
                 && !hir.properties().look_set().contains(Look::Start)
                 && buffer_size > 1;
@@ -158,15 +156,31 @@ impl RuleSet {
                 fast_patterns.push(anchored);
                 fast_rules.push(index);
             } else {
+                // Fully compiled: catches size limits and anything the parser let by.
+                let re = Regex::new(&anchored).map_err(|e| err(e.to_string()))?;
                 slow.push((index, re));
             }
         }
+        // The set compiles the fast rules once (compiling each on its own as well doubled
+        // the cost of loading rules, which `--oneshot` pays on every run); only when the set
+        // fails is each compiled on its own, to name the rule at fault.
         let fast_set = if fast_patterns.is_empty() {
             None
         } else {
-            Some(RegexSet::new(&fast_patterns).map_err(|e| CompileError {
-                index: fast_rules[0],
-                cause: e.to_string(),
+            Some(RegexSet::new(&fast_patterns).map_err(|set_error| {
+                fast_patterns
+                    .iter()
+                    .zip(&fast_rules)
+                    .find_map(|(p, &index)| {
+                        Regex::new(p).err().map(|e| CompileError {
+                            index,
+                            cause: e.to_string(),
+                        })
+                    })
+                    .unwrap_or(CompileError {
+                        index: fast_rules[0],
+                        cause: set_error.to_string(),
+                    })
             })?)
         };
         let prefilter = if fast_set.is_none() {
