@@ -353,6 +353,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_pattern_too_big_to_compile_names_its_rule() {
+        // parses, but the compiled program exceeds the regex size limit
+        let big = r"(?:\w{1000}){20}";
+        for (rules, at) in [
+            (vec![rule("fine"), rule(big), rule("also fine")], 1),
+            (vec![rule(big)], 0),
+        ] {
+            let e = RuleSet::compile(&rules, 10).unwrap_err();
+            assert_eq!(e.index, at, "{e:?}");
+            assert!(e.cause.contains("size limit"), "{e:?}");
+        }
+        // the same pattern as a multi-line rule (buffer of 1: no fast path)
+        let e = RuleSet::compile(&[rule("x"), rule(big)], 1).unwrap_err();
+        assert_eq!(e.index, 1);
+    }
+
     fn buffer(patterns: &[&str], size: usize) -> LogBuffer {
         let rules: Vec<RuleDecl> = patterns.iter().map(|p| rule(p)).collect();
         LogBuffer::new(Arc::new(RuleSet::compile(&rules, size).unwrap()))
