@@ -66,12 +66,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     if !cli.oneshot {
         return run_daemon(&cli, &host, probe_set);
     }
-    // Rule files are loaded and validated before anything runs: a bad file is a usage error.
-    let log_configs = if cli.oneshot_logs {
-        cli.log_monitors.load_configs()?
-    } else {
-        Vec::new()
-    };
     let node = cli.node_name();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -81,14 +75,24 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         host: host.clone(),
         kmsg_path: cli.log_monitors.kmsg_path.clone(),
     };
-    let (runs, scans) =
-        runtime.block_on(oneshot::run_with_logs(probe_set, log_configs, scan_options));
+    // The rule files load on the log thread while the probes run: a bad one is a usage error
+    // reported instead of any result.
+    let logs = cli.oneshot_logs.then(|| cli.log_monitors.clone());
+    let ran = runtime.block_on(oneshot::run_with_logs(probe_set, logs, scan_options));
     // A check stuck in the kernel (statvfs on a hung NFS mount) already timed out into
     // Unknown; do not wait for its thread on the way out.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    let (runs, scans) = match ran {
+        Ok(r) => r,
+        Err(oneshot::OneshotLogsError::Rules(e)) => return Err(e.into()),
+        Err(e) => {
+            eprintln!("nodeprobe: {e}");
+            return Ok(exit::INTERNAL);
+        }
+    };
     let mut report = oneshot::Report::from_runs(node, &runs);
-    if cli.oneshot_logs {
-        report.add_logs(&scans);
+    if let Some(scans) = &scans {
+        report.add_logs(scans);
     }
     match cli.output {
         Output::Json => println!("{}", report.to_json()),

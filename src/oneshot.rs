@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use probes::findings::OomKill;
 use probes::logs::scan::{self, MonitorScan, ScanOptions};
-use probes::logs::MonitorConfig;
+use probes::logs::{LogMonitorArgs, MonitorConfig};
 use probes::timefmt::rfc3339;
 use probes::{ConditionStatus, Outcome, Probe, ProbeRun};
 use serde::Serialize;
@@ -378,56 +378,44 @@ pub fn scan_logs(configs: &[MonitorConfig], options: &ScanOptions) -> Vec<Monito
         .collect()
 }
 
-/// Run the probes and, on a blocking thread meanwhile, the log monitors' passes.
-pub async fn run_with_logs(
-    probes: Vec<Box<dyn Probe>>,
-    configs: Vec<MonitorConfig>,
-    options: ScanOptions,
-) -> (Vec<ProbeRun>, Vec<MonitorScan>) {
-    let fallback: Vec<MonitorScan> = configs
-        .iter()
-        .map(|c| crashed_scan(c, "the log scan did not finish"))
-        .collect();
-    let logs = tokio::task::spawn_blocking(move || scan_logs(&configs, &options));
-    let runs = run_all(probes).await;
-    let scans = match logs.await {
-        Ok(s) => s,
-        Err(e) => fallback
-            .into_iter()
-            .map(|mut s| {
-                let why = format!("the log scan crashed: {e}");
-                for c in &mut s.result.conditions {
-                    c.message = why.clone();
-                }
-                s.problem = Some(why);
-                s
-            })
-            .collect(),
-    };
-    (runs, scans)
+/// Why `--oneshot` could not read the logs.
+#[derive(Debug, thiserror::Error)]
+pub enum OneshotLogsError {
+    /// A rule file does not load (a usage error, exit 64).
+    #[error(transparent)]
+    Rules(#[from] probes::logs::RulesError),
+    /// The log thread died (a bug).
+    #[error("the log scan crashed: {0}")]
+    Crashed(String),
 }
 
-/// A monitor whose pass failed: every condition `Unknown` with `why`.
-fn crashed_scan(config: &MonitorConfig, why: &str) -> MonitorScan {
-    let now = SystemTime::now();
-    let mut result = scan::scan(config, Vec::new(), None, now);
-    for c in &mut result.conditions {
-        c.status = ConditionStatus::Unknown;
-        c.reason = probes::logs::LOG_SOURCE_UNAVAILABLE.to_string();
-        c.message = why.to_string();
-    }
-    MonitorScan {
-        source: config.source.clone(),
-        origin: config.origin.clone(),
-        backend: probes::logs::Backend::None,
-        location: String::new(),
-        since: None,
-        problem: Some(why.to_string()),
-        skipped: false,
-        unreadable_records: 0,
-        records_read: 0,
-        result,
-        duration: Duration::ZERO,
+/// Run the probes and, on a blocking thread meanwhile, load the rule files and run the log
+/// monitors' passes (`logs: None`: the probes only). Loading compiles every rule's pattern,
+/// the largest part of the logs' cost, so it overlaps the probes too. A rule file that does
+/// not load ends the run at once, with no result: nothing is reported, the error is.
+pub async fn run_with_logs(
+    probes: Vec<Box<dyn Probe>>,
+    logs: Option<LogMonitorArgs>,
+    options: ScanOptions,
+) -> Result<(Vec<ProbeRun>, Option<Vec<MonitorScan>>), OneshotLogsError> {
+    let Some(args) = logs else {
+        return Ok((run_all(probes).await, None));
+    };
+    let mut logs = tokio::task::spawn_blocking(move || {
+        let configs = args.load_configs()?;
+        Ok::<_, OneshotLogsError>(scan_logs(&configs, &options))
+    });
+    let probes = run_all(probes);
+    tokio::pin!(probes);
+    let joined = |r: Result<Result<Vec<MonitorScan>, OneshotLogsError>, tokio::task::JoinError>| {
+        r.map_err(|e| OneshotLogsError::Crashed(e.to_string()))?
+    };
+    tokio::select! {
+        scans = &mut logs => {
+            let scans = joined(scans)?;
+            Ok((probes.await, Some(scans)))
+        }
+        runs = &mut probes => Ok((runs, Some(joined(logs.await)?))),
     }
 }
 

@@ -660,3 +660,34 @@ fn an_unreadable_kernel_log_is_unknown_not_a_crash() {
         assert_eq!(run.json()["log_sources"][0]["read"], "kmsg", "{run:?}");
     }
 }
+
+#[test]
+fn a_bad_rule_file_is_a_usage_error_with_no_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("kernel-monitor.json");
+    std::fs::write(
+        &bad,
+        r#"{"plugin":"kmsg","lookback":"5m","source":"kernel-monitor","conditions":[],
+            "rules":[{"type":"temporary","reason":"Broken","pattern":"task ([a-z"}]}"#,
+    )
+    .unwrap();
+    let bad = bad.to_str().unwrap();
+    let run = nodeprobe(&["--oneshot", "--probes", "inodes", "--log-monitors", bad]);
+    assert_eq!(run.code, 64, "{run:?}");
+    assert!(run.stdout.is_empty(), "no result: {}", run.stdout);
+    assert!(
+        run.stderr.contains(bad) && run.stderr.contains("Broken"),
+        "names the file and the rule: {}",
+        run.stderr
+    );
+    // Without the logs the rule files are not read.
+    let off = nodeprobe(&[
+        "--oneshot",
+        "--oneshot-logs=false",
+        "--probes",
+        "inodes",
+        "--log-monitors",
+        bad,
+    ]);
+    assert_eq!(off.code, 0, "{off:?}");
+}
