@@ -86,9 +86,9 @@ while True:
         continue
     count += 1; text += len(rec.split(b";", 1)[-1].split(b"\n", 1)[0])
 os.close(fd)
-if count and n:
+if count:
     full = min(size // max(1, text // count), size // 32)
-    per = max(0.0, med[2]-med[0]) / n
-    print("ring %d KiB, average message %d bytes: a full ring holds ~%d records; at %.2f us a record that is %.2f ms"
-          % (size // 1024, text // count, full, per * 1e3, per * full))
+    print("ring %d KiB, %d records now, average message %d bytes: a full ring holds ~%d records"
+          % (size // 1024, count, text // count, full))
+print("a full ring's cost, without flooding this one: cargo run --release -p probes --example oneshot_scan_bench")
 PY
