@@ -17,7 +17,8 @@ use probes::registry::ProbeConfigs;
 #[derive(Debug, Parser)]
 #[command(name = "nodeprobe", version, about, long_about = None, max_term_width = 110)]
 pub struct Cli {
-    /// Run every enabled probe once, print the result and exit.
+    /// Run every enabled probe once, and the log rules over the recent kernel log
+    /// (--oneshot-logs), print the result and exit.
     #[arg(long, env = "NODEPROBE_ONESHOT")]
     pub oneshot: bool,
 
