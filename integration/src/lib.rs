@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod eventer;
 pub mod fakeapi;
+pub mod journal;
 pub mod kmsg;
 pub mod kube;
 pub mod oci;

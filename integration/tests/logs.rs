@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
+use nodeprobe_integration::journal::write_journal;
 use nodeprobe_integration::kmsg::{
     default_kernel_rules, default_kernel_rules_path, kmsg_lock, kmsg_ok, kmsg_write,
 };
@@ -692,46 +693,6 @@ fn ring_overrun_is_counted_and_reading_goes_on() {
     assert!(
         stats["monitors"][0]["overruns"].as_u64().unwrap() > 0,
         "{stats:#}"
-    );
-}
-
-/// Write journal entries (export format) into `dir/<name>.journal` with Debian's
-/// `systemd-journal-remote`. `entries` are (SYSLOG_IDENTIFIER, MESSAGE).
-fn write_journal(dir: &Path, name: &str, entries: &[(&str, &str)]) {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .unwrap()
-        .trim()
-        .replace('-', "");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros();
-    let mut export = String::new();
-    for (i, (ident, msg)) in entries.iter().enumerate() {
-        export.push_str(&format!(
-            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID={boot}\nSYSLOG_IDENTIFIER={ident}\nMESSAGE={msg}\n\n",
-            now + i as u128,
-            1000 + i
-        ));
-    }
-    let mut child = Command::new("/lib/systemd/systemd-journal-remote")
-        .arg("-o")
-        .arg(dir.join(format!("{name}.journal")))
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("systemd-journal-remote");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(export.as_bytes())
-        .unwrap();
-    assert!(
-        child.wait().unwrap().success(),
-        "systemd-journal-remote failed"
     );
 }
 

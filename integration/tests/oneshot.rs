@@ -8,6 +8,7 @@
 
 use std::process::Command;
 
+use nodeprobe_integration::journal::{write_journal_at, JOURNAL_REMOTE};
 use nodeprobe_integration::kmsg::{
     default_kernel_rules, kmsg_lock, kmsg_ok, kmsg_write, scoped_rules, task_hung, KmsgDeniedCgroup,
 };
@@ -690,4 +691,78 @@ fn a_bad_rule_file_is_a_usage_error_with_no_result() {
         bad,
     ]);
     assert_eq!(off.code, 0, "{off:?}");
+}
+
+#[test]
+fn journald_monitors_read_real_journal_files_within_the_lookback() {
+    if !require(
+        std::path::Path::new(JOURNAL_REMOTE).exists(),
+        "systemd-journal-remote (Debian package systemd-journal-remote)",
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("journal");
+    std::fs::create_dir(&dir).unwrap();
+    let m = unique("oneshot-jd");
+    let ident = format!("{m}-dockerd");
+    let rules = tmp.path().join("docker-monitor.json");
+    std::fs::write(
+        &rules,
+        serde_json::json!({
+            "plugin": "journald", "pluginConfig": {"source": ident}, "logPath": dir,
+            "lookback": "5m", "source": "docker-monitor",
+            "conditions": [{"type": "DockerStuck", "reason": "DockerIsFine", "message": "docker is fine"}],
+            "rules": [
+                {"type": "temporary", "reason": "CorruptDockerImage", "pattern": "failed to register layer: .*"},
+                {"type": "permanent", "condition": "DockerStuck", "reason": "DockerHung", "pattern": "docker daemon is stuck.*"}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now();
+    let ago = |s: u64| now - std::time::Duration::from_secs(s);
+    write_journal_at(
+        &dir,
+        "a",
+        &[
+            (&ident, "failed to register layer: too old", ago(600)),
+            (&ident, "docker daemon is stuck since long ago", ago(600)),
+            (
+                "containerd",
+                "failed to register layer: other identifier",
+                ago(30),
+            ),
+            (&ident, "level=info msg=noise", ago(20)),
+            (&ident, "failed to register layer: recent", ago(10)),
+        ],
+    );
+    let rules = rules.to_str().unwrap();
+    let healthy = oneshot_logs(std::path::Path::new(rules), &["--output", "json"]);
+    assert_eq!(healthy.code, 0, "{healthy:?}");
+    let v = healthy.json();
+    let r = healthy.result("DockerStuck");
+    assert_eq!(
+        (r["status"].as_str(), r["probe"].as_str()),
+        (Some("False"), Some("docker-monitor"))
+    );
+    let found: Vec<&str> = v["log_findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, vec!["failed to register layer: recent"], "{v:#}");
+    let src = &v["log_sources"][0];
+    assert_eq!(src["read"], "journald", "{src}");
+    assert_eq!(src["records"], 2, "{src}");
+
+    write_journal_at(&dir, "b", &[(&ident, "docker daemon is stuck now", ago(5))]);
+    let stuck = oneshot_logs(std::path::Path::new(rules), &["--output", "json"]);
+    assert_eq!(stuck.code, 1, "{stuck:?}");
+    let r = stuck.result("DockerStuck");
+    assert_eq!(r["status"], "True");
+    assert_eq!(r["reason"], "DockerHung");
+    assert_eq!(r["message"], "docker daemon is stuck now");
 }
