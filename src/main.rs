@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use nodeprobe::cli::{Cli, Command, Output};
-use nodeprobe::{daemon, exit, oneshot};
+use nodeprobe::{daemon, exit, npd, oneshot};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -17,7 +17,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
         }
     };
-    init_logging(&cli.log_level);
+    init_logging(&cli.log_filter());
+    for w in cli.npd.warnings() {
+        tracing::warn!("{w}");
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
@@ -57,12 +60,27 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         None => {}
     }
-    let names = probes::registry::select(&cli.probes, &cli.disable_probes)?;
+    // NPD's custom-plugin files: each turns on the native probe replacing its script.
+    let plugins = npd::load_plugins(
+        &cli.npd.custom_plugin_monitors,
+        cli.npd.skip_unknown_plugins,
+    )?;
+    for e in &plugins.skipped {
+        tracing::warn!("skipping custom-plugin file (--skip-unknown-plugins): {e}");
+    }
+    for m in &plugins.mappings {
+        tracing::info!(file = %m.file, probe = m.probe, matched_by = %m.matched_by,
+            "custom-plugin file mapped to a native probe");
+        for n in &m.notes {
+            tracing::warn!("{}: {n}", m.file);
+        }
+    }
+    let names = npd::select_probes(&plugins, &cli.probes, &cli.disable_probes)?;
     let host = probes::HostPaths::new(&cli.host_root);
     if !cli.host_root.is_dir() {
         anyhow::bail!("--host-root {} is not a directory", cli.host_root.display());
     }
-    let probe_set = probes::registry::build(&host, &cli.probe_configs, &names);
+    let probe_set = npd::build_probes(&host, &cli.probe_configs, &names, &plugins);
     if !cli.oneshot {
         return run_daemon(&cli, &host, probe_set);
     }
