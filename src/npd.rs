@@ -113,7 +113,7 @@ pub struct NpdArgs {
     pub alsologtostderr: Option<bool>,
 
     /// glog/klog verbosity: sets the log level when --log-level is not given (0-2 info,
-    /// 3-4 debug, 5 and more trace).
+    /// 3-4 nodeprobe's debug, 5 its trace, 6 and more the libraries' debug too).
     #[arg(id = "v", long = "v", env = "NODEPROBE_V", value_name = "N")]
     pub v: Option<u8>,
 
@@ -134,12 +134,14 @@ pub struct NpdArgs {
     pub stderrthreshold: Option<String>,
 }
 
-/// The tracing filter NPD's `--v=N` stands for.
+/// The tracing filter NPD's `--v=N` stands for: nodeprobe's own detail rises with N (NPD
+/// logs every plugin result at 3), the libraries' (HTTP client, TLS) only from 6.
 pub fn level_of_v(v: u8) -> &'static str {
     match v {
         0..=2 => "info",
-        3..=4 => "debug",
-        _ => "trace",
+        3..=4 => "info,nodeprobe=debug,probes=debug",
+        5 => "info,nodeprobe=trace,probes=trace",
+        _ => "debug,nodeprobe=trace,probes=trace",
     }
 }
 
@@ -382,7 +384,7 @@ mod tests {
             PathBuf::from("/config/systemd-check-monitor.json")
         );
         assert_eq!(cli.npd.logtostderr, Some(true));
-        assert_eq!(cli.log_filter(), "debug");
+        assert_eq!(cli.log_filter(), "info,nodeprobe=debug,probes=debug");
         assert!(cli.npd.warnings().is_empty());
         assert!(cli.command.is_none() && !cli.oneshot);
     }
@@ -429,7 +431,7 @@ mod tests {
             (n.logtostderr, n.alsologtostderr),
             (Some(false), Some(true))
         );
-        assert_eq!(cli.log_filter(), "trace");
+        assert_eq!(cli.log_filter(), "info,nodeprobe=trace,probes=trace");
         assert!(n.skip_unknown_plugins);
         let d = &cli.daemon;
         assert_eq!(d.address.to_string(), "0.0.0.0");
