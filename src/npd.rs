@@ -114,7 +114,13 @@ pub struct NpdArgs {
 
     /// glog/klog verbosity: sets the log level when --log-level is not given (0-2 info,
     /// 3-4 nodeprobe's debug, 5 its trace, 6 and more the libraries' debug too).
-    #[arg(id = "v", long = "v", env = "NODEPROBE_V", value_name = "N")]
+    #[arg(
+        id = "v",
+        short = 'v',
+        long = "v",
+        env = "NODEPROBE_V",
+        value_name = "N"
+    )]
     pub v: Option<u8>,
 
     /// glog/klog per-file verbosity: accepted and ignored (warned).
@@ -463,6 +469,12 @@ mod tests {
             "info"
         );
         assert!(Cli::try_parse_from(["nodeprobe", "--v=x"]).is_err());
+        // pflag gives one-letter Go flags a shorthand: NPD takes -v=2 and -v 2 too
+        for v in [&["-v=2"][..], &["-v", "2"]] {
+            let mut a = vec!["nodeprobe"];
+            a.extend_from_slice(v);
+            assert_eq!(Cli::try_parse_from(a).unwrap().npd.v, Some(2));
+        }
     }
 
     #[test]
