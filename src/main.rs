@@ -76,6 +76,17 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
     }
     let names = npd::select_probes(&plugins, &cli.probes, &cli.disable_probes)?;
+    for m in plugins
+        .mappings
+        .iter()
+        .filter(|m| !names.contains(&m.probe))
+    {
+        tracing::warn!(
+            "{}: probe {} is not run (--probes / --disable-probes)",
+            m.file,
+            m.probe
+        );
+    }
     let host = probes::HostPaths::new(&cli.host_root);
     if !cli.host_root.is_dir() {
         anyhow::bail!("--host-root {} is not a directory", cli.host_root.display());

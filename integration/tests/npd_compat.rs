@@ -5,8 +5,9 @@
 //! mounts it at `/config`). The only change: the `/config/` prefix of each path becomes the
 //! fixture directory's path, because the tests do not mount anything at `/config` on a
 //! shared machine. What the DaemonSet gives through the environment is given through the
-//! environment here: `NODE_NAME`, and for a process outside a Pod `KUBECONFIG` (the
-//! ServiceAccount of `deploy/base`), a private `NODEPROBE_STATE_DIR` and free
+//! environment here: `NODE_NAME`, and for a process outside a Pod NPD's
+//! `--apiserver-override` (`NODEPROBE_APISERVER_OVERRIDE`, `auth=` the kubeconfig of
+//! `deploy/base`'s ServiceAccount), a private `NODEPROBE_STATE_DIR` and free
 //! `NODEPROBE_PORT` / `NODEPROBE_PROMETHEUS_PORT`.
 //!
 //! Against the real kube-apiserver (`env/kube-start.sh`): the Node gets exactly the condition
@@ -225,8 +226,15 @@ fn users_daemonset_command_against_the_real_api_server() {
             cmd.env_remove(k);
         }
     }
+    // Outside a Pod there is no in-cluster account: NPD's --apiserver-override (as its env
+    // twin) names the ServiceAccount's kubeconfig, as NPD users do off-cluster.
+    let over = format!(
+        "{}?inClusterConfig=false&auth={}",
+        cluster.server,
+        sa.display()
+    );
     cmd.env("NODE_NAME", &node.name)
-        .env("KUBECONFIG", &sa)
+        .env("NODEPROBE_APISERVER_OVERRIDE", over)
         .env("NODEPROBE_STATE_DIR", tmp.path().join("state"))
         .env("NODEPROBE_PORT", port.to_string())
         .env("NODEPROBE_PROMETHEUS_PORT", metrics_port.to_string())
