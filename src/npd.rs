@@ -30,6 +30,7 @@ pub struct NpdArgs {
         long = "config.custom-plugin-monitor",
         visible_alias = "custom-plugin-monitors",
         env = "NODEPROBE_CUSTOM_PLUGIN_MONITORS",
+        value_name = "FILE",
         value_delimiter = ','
     )]
     pub custom_plugin_monitors: Vec<PathBuf>,
@@ -47,6 +48,7 @@ pub struct NpdArgs {
         id = "config.system-stats-monitor",
         long = "config.system-stats-monitor",
         env = "NODEPROBE_SYSTEM_STATS_MONITORS",
+        value_name = "FILE",
         value_delimiter = ','
     )]
     pub system_stats_monitors: Vec<PathBuf>,
@@ -56,13 +58,14 @@ pub struct NpdArgs {
     #[arg(
         id = "apiserver-override",
         long = "apiserver-override",
-        env = "NODEPROBE_APISERVER_OVERRIDE"
+        env = "NODEPROBE_APISERVER_OVERRIDE",
+        value_name = "URI"
     )]
     pub apiserver_override: Option<String>,
 
     /// Accepted and ignored: nodeprobe retries the first `GET node` with its own backoff.
     #[arg(id = "apiserver-wait-interval", long = "apiserver-wait-interval",
-          env = "NODEPROBE_APISERVER_WAIT_INTERVAL", value_parser = probes::parse_duration)]
+          env = "NODEPROBE_APISERVER_WAIT_INTERVAL", value_name = "DURATION", value_parser = probes::parse_duration)]
     pub apiserver_wait_interval: Option<Duration>,
 
     /// NPD: write Events. nodeprobe writes Events and conditions together; `false` is
@@ -82,7 +85,8 @@ pub struct NpdArgs {
     #[arg(
         id = "kube-api-qps",
         long = "kube-api-qps",
-        env = "NODEPROBE_KUBE_API_QPS"
+        env = "NODEPROBE_KUBE_API_QPS",
+        value_name = "QPS"
     )]
     pub kube_api_qps: Option<f32>,
 
@@ -90,7 +94,8 @@ pub struct NpdArgs {
     #[arg(
         id = "kube-api-burst",
         long = "kube-api-burst",
-        env = "NODEPROBE_KUBE_API_BURST"
+        env = "NODEPROBE_KUBE_API_BURST",
+        value_name = "N"
     )]
     pub kube_api_burst: Option<u32>,
 
@@ -98,7 +103,8 @@ pub struct NpdArgs {
     #[arg(
         id = "exporter.stackdriver",
         long = "exporter.stackdriver",
-        env = "NODEPROBE_EXPORTER_STACKDRIVER"
+        env = "NODEPROBE_EXPORTER_STACKDRIVER",
+        value_name = "FILE"
     )]
     pub stackdriver: Option<PathBuf>,
 
@@ -124,18 +130,29 @@ pub struct NpdArgs {
     pub v: Option<u8>,
 
     /// glog/klog per-file verbosity: accepted and ignored (warned).
-    #[arg(id = "vmodule", long = "vmodule", env = "NODEPROBE_VMODULE")]
+    #[arg(
+        id = "vmodule",
+        long = "vmodule",
+        env = "NODEPROBE_VMODULE",
+        value_name = "SPEC"
+    )]
     pub vmodule: Option<String>,
 
     /// glog: log files directory: accepted and ignored (warned); logs go to stderr.
-    #[arg(id = "log_dir", long = "log_dir", env = "NODEPROBE_LOG_DIR")]
+    #[arg(
+        id = "log_dir",
+        long = "log_dir",
+        env = "NODEPROBE_LOG_DIR",
+        value_name = "DIR"
+    )]
     pub log_dir: Option<PathBuf>,
 
     /// glog: severity copied to stderr: accepted and ignored (everything goes to stderr).
     #[arg(
         id = "stderrthreshold",
         long = "stderrthreshold",
-        env = "NODEPROBE_STDERRTHRESHOLD"
+        env = "NODEPROBE_STDERRTHRESHOLD",
+        value_name = "SEVERITY"
     )]
     pub stderrthreshold: Option<String>,
 }
