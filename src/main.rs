@@ -3,13 +3,17 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use nodeprobe::cli::{Cli, Command, Output};
 use nodeprobe::{daemon, exit, npd, oneshot};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             // help/version go to stdout and succeed; every real usage error gets EX_USAGE
@@ -21,7 +25,19 @@ fn main() -> ExitCode {
     for w in cli.npd.warnings() {
         tracing::warn!("{w}");
     }
-    match run(cli) {
+    // A flag given on the command line or in the environment (not its default).
+    let explicit = move |id: &str| {
+        matches!(
+            matches
+                .try_get_raw(id)
+                .ok()
+                .flatten()
+                // value_source panics on an id that does not exist: ask only for real ones
+                .and_then(|_| matches.value_source(id)),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    match run(cli, &explicit) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             eprintln!("nodeprobe: {e:#}");
@@ -41,7 +57,7 @@ fn init_logging(filter: &str) {
         .init();
 }
 
-fn run(cli: Cli) -> anyhow::Result<i32> {
+fn run(cli: Cli, explicit: &dyn Fn(&str) -> bool) -> anyhow::Result<i32> {
     match &cli.command {
         Some(Command::Logs(cmd)) => {
             return Ok(nodeprobe::logs_cmd::run(
@@ -91,7 +107,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     if !cli.host_root.is_dir() {
         anyhow::bail!("--host-root {} is not a directory", cli.host_root.display());
     }
-    let probe_set = npd::build_probes(&host, &cli.probe_configs, &names, &plugins);
+    let probe_set = npd::build_probes(&host, &cli.probe_configs, &names, &plugins, explicit);
     if !cli.oneshot {
         return run_daemon(&cli, &host, probe_set);
     }

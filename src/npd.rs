@@ -338,15 +338,20 @@ pub fn select_probes(
 }
 
 /// Build the selected probes, the plugin files' probes under the files' names and schedule.
+/// `explicit(flag id)` says whether a flag was given (command line or environment): an
+/// explicit `--<probe>-timeout` / `--<probe>-interval` wins over the file's.
 pub fn build_probes(
     host: &HostPaths,
     configs: &ProbeConfigs,
     names: &[&'static str],
     plan: &PluginPlan,
+    explicit: &dyn Fn(&str) -> bool,
 ) -> Vec<Box<dyn Probe>> {
     let mut configs = configs.clone();
     for m in &plan.mappings {
-        configs.set_schedule(m.probe, m.timeout, m.interval);
+        let timeout = (!explicit(&format!("{}-timeout", m.probe))).then_some(m.timeout);
+        let interval = (!explicit(&format!("{}-interval", m.probe))).then_some(m.interval);
+        configs.set_schedule(m.probe, timeout, interval);
     }
     registry::build(host, &configs, names)
         .into_iter()
@@ -492,6 +497,58 @@ mod tests {
             a.extend_from_slice(v);
             assert_eq!(Cli::try_parse_from(a).unwrap().npd.v, Some(2));
         }
+    }
+
+    #[test]
+    fn plugin_files_set_names_and_schedule_and_explicit_flags_win() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("integration/tests/fixtures/npd-config");
+        let files = [
+            dir.join("docker-offline-monitor.json"),
+            dir.join("ntp-problem-monitor.json"),
+            dir.join("ntp-problem-monitor.json"), // NPD skips a repeated path
+        ];
+        let plan = load_plugins(&files, false).unwrap();
+        assert_eq!(plan.mappings.len(), 2);
+        let names = select_probes(&plan, &[], &[]).unwrap();
+        assert_eq!(names, vec!["ntp", "runtime"]);
+        let host = HostPaths::default();
+        let configs = ProbeConfigs::default();
+        let probes = build_probes(&host, &configs, &names, &plan, &|_| false);
+        let (ntp, runtime) = (&probes[0], &probes[1]);
+        assert_eq!(ntp.interval(), Duration::from_secs(60));
+        assert_eq!(ntp.timeout(), Duration::from_secs(30));
+        assert_eq!(ntp.decl().source, "ntp-problem-custom-plugin-monitor");
+        assert_eq!(runtime.interval(), Duration::from_secs(30));
+        let native_runtime = registry::build(&host, &configs, &["runtime"]).remove(0);
+        // the runtime probe's deadline is its setting plus a grace: 25s from the file
+        assert_eq!(
+            runtime.timeout() - native_runtime.timeout(),
+            Duration::from_secs(25) - configs.runtime.timeout
+        );
+        // an explicit --ntp-interval wins over the file
+        let probes = build_probes(&host, &configs, &names, &plan, &|id| id == "ntp-interval");
+        assert_eq!(probes[0].interval(), configs.ntp.interval);
+        assert_eq!(probes[0].timeout(), Duration::from_secs(30));
+        // --probes: the files only configure; --disable-probes drops a file's probe
+        let only = select_probes(&plan, &["inodes".to_string()], &[]).unwrap();
+        assert_eq!(only, vec!["inodes"]);
+        let without = select_probes(&plan, &[], &["ntp".to_string()]).unwrap();
+        assert_eq!(without, vec!["runtime"]);
+        // an unknown script: an error, or skipped
+        let gpu = std::env::temp_dir().join(format!("npd-gpu-{}.json", std::process::id()));
+        std::fs::write(
+            &gpu,
+            r#"{"plugin":"custom","rules":[{"type":"temporary","reason":"X","path":"/p/gpu.sh"}]}"#,
+        )
+        .unwrap();
+        let e = load_plugins(std::slice::from_ref(&gpu), false).unwrap_err();
+        assert!(e.is_unknown_script(), "{e}");
+        let plan = load_plugins(std::slice::from_ref(&gpu), true).unwrap();
+        let _ = std::fs::remove_file(&gpu);
+        assert_eq!((plan.mappings.len(), plan.skipped.len()), (0, 1));
+        // every file skipped: no probe runs (as NPD, which runs only what it is given)
+        assert!(select_probes(&plan, &[], &[]).unwrap().is_empty());
     }
 
     #[test]

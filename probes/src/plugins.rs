@@ -700,14 +700,13 @@ fn leak(s: &str) -> &'static str {
     Box::leak(s.to_owned().into_boxed_str())
 }
 
-/// A native probe reporting under a plugin file's names: source, condition types, reasons,
-/// schedule. Its declaration is built once at startup and lives as long as the process.
+/// A native probe reporting under a plugin file's names: source, condition types, reasons.
+/// Its declaration is built once at startup and lives as long as the process. The schedule
+/// is the inner probe's: build it with the file's (`ProbeConfigs::set_schedule`).
 pub struct Remapped {
     inner: Box<dyn Probe>,
     decl: &'static ProbeDecl,
     native: &'static [ConditionSpec],
-    timeout: Duration,
-    interval: Duration,
 }
 
 impl Remapped {
@@ -737,8 +736,6 @@ impl Remapped {
             inner,
             decl,
             native,
-            timeout: m.timeout,
-            interval: m.interval,
         }
     }
 
@@ -770,10 +767,10 @@ impl Probe for Remapped {
         self.decl
     }
     fn timeout(&self) -> Duration {
-        self.timeout
+        self.inner.timeout()
     }
     fn interval(&self) -> Duration {
-        self.interval
+        self.inner.interval()
     }
     fn check(&self) -> CheckFuture<'_> {
         Box::pin(async move {
@@ -1055,8 +1052,8 @@ mod tests {
         };
         let inner = crate::FnProbe {
             decl: &NATIVE,
-            timeout: Duration::from_secs(1),
-            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(7),
+            interval: Duration::from_secs(45),
             check: Box::new(|| {
                 Box::pin(async {
                     crate::single(

@@ -195,18 +195,22 @@ macro_rules! probe_table {
                 None
             }
 
-            /// Set the deadline and period of the probe called `name` (a custom-plugin
+            /// Set the deadline and/or period of the probe called `name` (a custom-plugin
             /// file's `timeout` and `invoke_interval`); false for an unknown name.
             pub fn set_schedule(
                 &mut self,
                 name: &str,
-                timeout: std::time::Duration,
-                interval: std::time::Duration,
+                timeout: Option<std::time::Duration>,
+                interval: Option<std::time::Duration>,
             ) -> bool {
                 use $crate::registry::ProbeSettings;
                 $( if name == <$module::$settings as ProbeSettings>::DECL.name {
-                    self.$field.timeout = timeout;
-                    self.$field.interval = interval;
+                    if let Some(t) = timeout {
+                        self.$field.timeout = t;
+                    }
+                    if let Some(i) = interval {
+                        self.$field.interval = i;
+                    }
                     return true;
                 } )*
                 false
