@@ -537,6 +537,19 @@ pub fn map(file: &str, pf: &PluginFile) -> Result<PluginMapping, PluginError> {
                 .into(),
         );
     }
+    if pf.metrics_reporting == Some(false) {
+        notes.push(
+            "metricsReporting false is not supported: problem_gauge and problem_counter \
+             cover every condition"
+                .into(),
+        );
+    }
+    if pf.plugin_config.skip_initial_status == Some(true) {
+        notes.push(
+            "skip_initial_status is not supported: the condition is written from the first check"
+                .into(),
+        );
+    }
     let global_timeout = pf.timeout(file)?;
     let global_interval = pf.interval(file)?;
     let mut timeout = Duration::ZERO;
@@ -971,6 +984,26 @@ mod tests {
             .notes
             .iter()
             .any(|n| n.contains("DiskInodes stands for InodesPressure")));
+
+        // Options without a meaning here are accepted and noted.
+        let noted = r#"{"plugin":"custom","metricsReporting":false,
+            "pluginConfig":{"skip_initial_status":true,"enable_message_change_based_condition_update":true},
+            "conditions":[{"type":"NTPProblem","reason":"Ok"},{"type":"Spare","reason":"Ok"}],
+            "rules":[{"type":"permanent","condition":"NTPProblem","reason":"Bad","path":"check_ntp.sh"}]}"#;
+        let m = parse_and_map("n.json", noted.as_bytes()).unwrap();
+        let notes = m.notes.join("\n");
+        for want in [
+            "metricsReporting false",
+            "skip_initial_status",
+            "enable_message_change_based_condition_update",
+            "condition Spare is declared but set by no rule",
+        ] {
+            assert!(notes.contains(want), "{want}: {notes}");
+        }
+        assert_eq!(
+            m.source, "ntp-problem-custom-plugin-monitor",
+            "no source: the probe's"
+        );
     }
 
     #[test]
