@@ -23,8 +23,9 @@ pub struct NpdArgs {
     /// NPD custom-plugin monitor files (comma-separated, repeatable; NPD's older spelling
     /// --custom-plugin-monitors is accepted). Each file turns on the native probe that
     /// replaces its script, with the file's interval, timeout, source, condition and
-    /// reasons; only the probes of these files run (unless --probes is given). A file for a
-    /// script no probe replaces is an error (exit 64) unless --skip-unknown-plugins.
+    /// reasons; a probe replacing an NPD script runs only when a file names it (unless
+    /// --probes is given). A file for a script no probe replaces is an error (exit 64)
+    /// unless --skip-unknown-plugins.
     #[arg(
         id = "config.custom-plugin-monitor",
         long = "config.custom-plugin-monitor",
@@ -316,8 +317,9 @@ pub fn load_plugins(paths: &[PathBuf], skip_unknown: bool) -> Result<PluginPlan,
     Ok(plan)
 }
 
-/// Which probes run (pure): `--probes`/`--disable-probes` as always; with plugin files and
-/// no `--probes`, only the files' probes (as NPD runs only the monitors it is given).
+/// Which probes run (pure): `--probes`/`--disable-probes` as always. With plugin files and
+/// no `--probes`, a probe that replaces an NPD script runs only when a file maps to it (NPD
+/// runs only the monitors it is given); probes NPD had no script for run as by default.
 pub fn select_probes(
     plan: &PluginPlan,
     allow: &[String],
@@ -327,7 +329,10 @@ pub fn select_probes(
     let names: Vec<&'static str> = if plan.given && allow.iter().all(|a| a.trim().is_empty()) {
         selected
             .into_iter()
-            .filter(|p| plan.mappings.iter().any(|m| m.probe == *p))
+            .filter(|p| {
+                plan.mappings.iter().any(|m| m.probe == *p)
+                    || !plugins::KNOWN_SCRIPTS.iter().any(|(_, q)| q == p)
+            })
             .collect()
     } else {
         selected
@@ -547,8 +552,14 @@ mod tests {
         let plan = load_plugins(std::slice::from_ref(&gpu), true).unwrap();
         let _ = std::fs::remove_file(&gpu);
         assert_eq!((plan.mappings.len(), plan.skipped.len()), (0, 1));
-        // every file skipped: no probe runs (as NPD, which runs only what it is given)
-        assert!(select_probes(&plan, &[], &[]).unwrap().is_empty());
+        // every file skipped: no probe replacing a script runs (NPD runs only what it is
+        // given); probes NPD had no script for would
+        let run = select_probes(&plan, &[], &[]).unwrap();
+        assert!(
+            run.iter()
+                .all(|p| !plugins::KNOWN_SCRIPTS.iter().any(|(_, q)| q == p)),
+            "{run:?}"
+        );
     }
 
     #[test]
