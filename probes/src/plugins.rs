@@ -1076,6 +1076,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn load_reads_bounded_and_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.json");
+        std::fs::write(&big, vec![b' '; MAX_FILE_BYTES as usize + 1]).unwrap();
+        let e = load(&big).unwrap_err().to_string();
+        assert!(
+            e.contains("big.json: cannot read: larger than 1048576 bytes"),
+            "{e}"
+        );
+        let e = load(&dir.path().join("missing.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing.json: cannot read: "), "{e}");
+        let ok = dir.path().join("ntp.json");
+        std::fs::write(&ok, seed("ntp-problem-monitor.json")).unwrap();
+        assert_eq!(load(&ok).unwrap().probe, "ntp");
+    }
+
     #[tokio::test]
     async fn a_remapped_probe_reports_under_the_file_names() {
         static NATIVE: ProbeDecl = ProbeDecl {
