@@ -88,22 +88,74 @@ impl Drop for Guard {
     }
 }
 
-/// A problem every machine has, so that an event (and its source) shows: any inode use is
-/// over 0.001 %. Set for the native run and the users' run alike.
-const FORCED: (&str, &str) = ("NODEPROBE_INODES_THRESHOLD", "0.001");
+/// Problems on any machine, so that events (and their sources) show, through the probes'
+/// environment (the users' command stays as it is), for the native run and the users' run
+/// alike: any inode and PID use is over 0.001 %, a docker socket that does not exist is
+/// offline, and a name asked of a nameserver that is not there does not resolve (a closed
+/// loopback port).
+fn forced() -> Vec<(String, String)> {
+    let dns = format!("127.0.0.1:{}", free_port());
+    [
+        ("NODEPROBE_INODES_THRESHOLD", "0.001"),
+        ("NODEPROBE_PID_PRESSURE_THRESHOLD", "0.001"),
+        (
+            "NODEPROBE_DOCKER_SOCKET",
+            "/nonexistent/nodeprobe-it/docker.sock",
+        ),
+        ("NODEPROBE_NETWORK_DNS_NAME", "nodeprobe-it.invalid"),
+        ("NODEPROBE_NETWORK_DNS_SERVER", dns.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The problems [`forced`] gives: (condition type, reason, event source).
+const FORCED_PROBLEMS: &[(&str, &str, &str)] = &[
+    (
+        "InodesPressure",
+        "NodeHasInodesPressure",
+        "inodes-custom-plugin-monitor",
+    ),
+    (
+        "PidPressure",
+        "RunningOutOfPID",
+        "pid-pressure-problem-custom-plugin-monitor",
+    ),
+    (
+        "RuntimeOffline",
+        "RuntimeDaemonOffline",
+        "docker-offline-custom-plugin-monitor",
+    ),
+    (
+        "NetworkProblem",
+        "DNSResolutionFailed",
+        "network-problem-custom-plugin-monitor",
+    ),
+];
+
+fn run_forced(args: &[&str], env: &[(String, String)]) -> Run {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    nodeprobe_env(args, &env)
+}
 
 #[test]
 fn users_command_with_oneshot_gives_the_native_conditions_and_reasons() {
     let args = users_args(&config_dir());
     let mut oneshot: Vec<&str> = args.iter().map(String::as_str).collect();
     oneshot.extend(["--oneshot", "--output", "json"]);
-    let users = nodeprobe_env(&oneshot, &[FORCED]);
-    let native = nodeprobe_env(&["--oneshot", "--output", "json"], &[FORCED]);
+    let env = forced();
+    let users = run_forced(&oneshot, &env);
+    let native = run_forced(&["--oneshot", "--output", "json"], &env);
     assert_eq!(reasons(&users), reasons(&native), "{}", users.stderr);
-    assert_eq!(
-        reasons(&users).get("InodesPressure").map(String::as_str),
-        Some("NodeHasInodesPressure")
-    );
+    for (t, reason, _) in FORCED_PROBLEMS {
+        assert_eq!(
+            reasons(&users).get(*t).map(String::as_str),
+            Some(*reason),
+            "{}",
+            users.stdout
+        );
+    }
     // Not applicable ones are the same too.
     let n_a = |run: &Run| -> Vec<Value> {
         run.json()["not_applicable"]
@@ -234,10 +286,8 @@ fn users_daemonset_command_against_the_real_api_server() {
     let node = TestNode::create(&cluster, &unique("npd"));
 
     // The native defaults on this machine, at this moment.
-    let native = reasons(&nodeprobe_env(
-        &["--oneshot", "--output", "json"],
-        &[FORCED],
-    ));
+    let env = forced();
+    let native = reasons(&run_forced(&["--oneshot", "--output", "json"], &env));
 
     let (port, metrics_port) = (free_port(), free_port());
     let stderr = tmp.path().join("stderr");
@@ -260,7 +310,7 @@ fn users_daemonset_command_against_the_real_api_server() {
         .env("NODEPROBE_STATE_DIR", tmp.path().join("state"))
         .env("NODEPROBE_PORT", port.to_string())
         .env("NODEPROBE_PROMETHEUS_PORT", metrics_port.to_string())
-        .env(FORCED.0, FORCED.1)
+        .envs(env.iter().cloned())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr).unwrap());
     let mut child = Guard(cmd.spawn().expect("start nodeprobe"));
@@ -310,33 +360,43 @@ fn users_daemonset_command_against_the_real_api_server() {
         );
     }
 
-    // The event of the forced problem carries the plugin file's source.
-    let event: Value = poll(
-        "the InodesPressure event",
-        Duration::from_secs(30),
-        || format!("{:#?}", cluster.events_about("default", &node.name)),
-        || {
-            cluster
-                .events_about("default", &node.name)
-                .into_iter()
-                .find(|e| e["reason"] == "NodeHasInodesPressure")
-        },
-    );
-    assert_eq!(
-        event["source"]["component"], "inodes-custom-plugin-monitor",
-        "{event:#}"
-    );
-    assert_eq!(event["involvedObject"]["uid"], node.uid.as_str());
-    // NPD's metric, with the file's condition type and reason.
+    // The events of the forced problems carry the plugin files' sources, and the runtime's
+    // temporary rule (RuntimeDaemonOffline) is sent once as the problem event.
+    for (t, reason, source) in FORCED_PROBLEMS {
+        let events: Vec<Value> = poll(
+            &format!("the {t} event"),
+            Duration::from_secs(30),
+            || format!("{:#?}", cluster.events_about("default", &node.name)),
+            || {
+                let e: Vec<Value> = cluster
+                    .events_about("default", &node.name)
+                    .into_iter()
+                    .filter(|e| e["reason"] == *reason)
+                    .collect();
+                (!e.is_empty()).then_some(e)
+            },
+        );
+        for e in &events {
+            assert_eq!(e["source"]["component"], *source, "{e:#}");
+            assert_eq!(e["type"], "Warning", "{e:#}");
+            assert_eq!(e["involvedObject"]["uid"], node.uid.as_str());
+        }
+        if *t == "RuntimeOffline" {
+            assert_eq!(events.len(), 2, "transition and problem event: {events:#?}");
+        }
+    }
+    // NPD's metric, with the files' condition types and reasons.
     let m = scrape(metrics_port);
-    assert_eq!(
-        sample(
-            &m,
-            "problem_gauge{reason=\"NodeHasInodesPressure\",type=\"InodesPressure\"}"
-        ),
-        Some(1.0),
-        "{m}"
-    );
+    for (t, reason, _) in FORCED_PROBLEMS {
+        assert_eq!(
+            sample(
+                &m,
+                &format!("problem_gauge{{reason=\"{reason}\",type=\"{t}\"}}")
+            ),
+            Some(1.0),
+            "{m}"
+        );
+    }
     // No error but the users' docker-monitor's missing journal (the journal of this machine
     // may be volatile): nodeprobe accepted everything it was given.
     let log = logs();
