@@ -106,6 +106,11 @@ for f in sorted(glob.glob(os.path.join(REPO, "probes/rules/*.json"))
                 + glob.glob(os.path.join(REPO, "probes/tests/fixtures/*/*.json"))):
     put("rule_file", open(f, "rb").read(), os.path.relpath(f, REPO).replace("/", "_"))
 
+# --- custom-plugin files (the users', as their /config holds them) -----------------------
+for f in sorted(glob.glob(os.path.join(REPO, "integration/tests/fixtures/npd-config/*.json"))):
+    if b'"custom"' in open(f, "rb").read():
+        put("custom_plugin", open(f, "rb").read(), os.path.basename(f))
+
 
 # --- timestamps (log_time takes structured input: [len][layout][len][value]...) ----------
 def lv(*parts):
