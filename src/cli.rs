@@ -49,9 +49,10 @@ pub struct Cli {
     #[arg(long, env = "NODEPROBE_HOSTNAME_OVERRIDE")]
     pub hostname_override: Option<String>,
 
-    /// Log filter (tracing env-filter syntax), logs go to stderr.
-    #[arg(long, env = "NODEPROBE_LOG", default_value = "warn")]
-    pub log_level: String,
+    /// Log filter (tracing env-filter syntax), logs go to stderr [default: warn, or what
+    /// NPD's --v stands for].
+    #[arg(long, env = "NODEPROBE_LOG")]
+    pub log_level: Option<String>,
 
     #[command(flatten, next_help_heading = "daemon mode")]
     pub daemon: DaemonArgs,
@@ -61,6 +62,9 @@ pub struct Cli {
 
     #[command(flatten, next_help_heading = "log monitors")]
     pub log_monitors: probes::logs::LogMonitorArgs,
+
+    #[command(flatten, next_help_heading = "NPD compatibility")]
+    pub npd: crate::npd::NpdArgs,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -209,6 +213,11 @@ pub enum Output {
 }
 
 impl Cli {
+    /// The log filter: --log-level, else NPD's --v, else `warn`.
+    pub fn log_filter(&self) -> String {
+        self.npd.log_filter(self.log_level.as_deref())
+    }
+
     /// Node name in NPD's order: --hostname-override, $NODE_NAME, the hostname.
     pub fn node_name(&self) -> String {
         if let Some(n) = self.hostname_override.as_deref().filter(|n| !n.is_empty()) {

@@ -44,6 +44,8 @@ pub enum DaemonError {
     #[error("bad --{flag} entry {entry:?}: expected N or probe=N with N >= 1")]
     Threshold { flag: &'static str, entry: String },
     #[error(transparent)]
+    Override(#[from] crate::npd::OverrideError),
+    #[error(transparent)]
     Kube(#[from] KubeError),
     #[error(transparent)]
     Http(#[from] http::HttpError),
@@ -59,6 +61,8 @@ pub enum DaemonError {
 #[derive(Debug, Clone)]
 pub struct KubeSettings {
     pub kubeconfig: Option<PathBuf>,
+    /// NPD's `--apiserver-override` (server, credentials, TLS verification).
+    pub server: kreport::ServerOverride,
     pub event_namespace: String,
     pub heartbeat: Duration,
     pub wait_timeout: Duration,
@@ -157,6 +161,13 @@ impl DaemonConfig {
             .map(String::from)
             .collect();
         let addr = |ip, port: u16| (port != 0).then(|| SocketAddr::new(ip, port));
+        let over = match cli.npd.apiserver_override.as_deref().map(str::trim) {
+            Some(o) if !o.is_empty() => crate::npd::parse_apiserver_override(o)?,
+            _ => crate::npd::ApiServerOverride {
+                in_cluster: true,
+                ..Default::default()
+            },
+        };
         Ok(DaemonConfig {
             node: cli.node_name(),
             probes,
@@ -164,9 +175,19 @@ impl DaemonConfig {
                 kubeconfig: d
                     .kubeconfig
                     .clone()
+                    .or_else(|| over.kubeconfig.clone())
                     .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
                     .filter(|p| !p.as_os_str().is_empty()),
-                event_namespace: d.event_namespace.clone(),
+                server: kreport::ServerOverride {
+                    server: over.server.clone(),
+                    no_credentials: !over.in_cluster && over.kubeconfig.is_none(),
+                    insecure: over.insecure,
+                },
+                // NPD's default is "" (the default namespace).
+                event_namespace: match d.event_namespace.trim() {
+                    "" => "default".to_string(),
+                    ns => ns.to_string(),
+                },
                 heartbeat: d.heartbeat_period,
                 wait_timeout: d.apiserver_wait_timeout,
                 remove_stale: d.remove_stale_conditions,
@@ -378,7 +399,7 @@ pub async fn run(
     let mut writers = Vec::new();
     let mut outbox: Option<Arc<Outbox>> = None;
     if let Some(k) = &kube {
-        let client = kreport::client(k.kubeconfig.as_deref()).await?;
+        let client = kreport::client_with(k.kubeconfig.as_deref(), &k.server).await?;
         let info = wait_for_node(&client, &node, k.wait_timeout, &metrics, shutdown.clone()).await;
         let owned: BTreeSet<&str> = specs
             .iter()

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod daemon;
 pub mod eventer;
 pub mod logs_cmd;
+pub mod npd;
 pub mod oneshot;
 pub mod report;
 pub mod state;

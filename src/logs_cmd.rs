@@ -144,6 +144,22 @@ pub fn run(
 fn check(files: &[PathBuf]) -> i32 {
     let mut failed = false;
     for f in files {
+        // A custom-plugin file: say which native probe it maps to.
+        if std::fs::read(f).is_ok_and(|b| probes::plugins::is_plugin_file(&b)) {
+            match probes::plugins::load(f) {
+                Ok(m) => {
+                    println!("OK   {}: {}", f.display(), m.describe());
+                    for n in &m.notes {
+                        println!("NOTE {}: {n}", f.display());
+                    }
+                }
+                Err(e) => {
+                    failed = true;
+                    eprintln!("ERROR {e}");
+                }
+            }
+            continue;
+        }
         match MonitorConfig::load(f) {
             Ok(c) => {
                 println!(

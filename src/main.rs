@@ -3,13 +3,17 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use nodeprobe::cli::{Cli, Command, Output};
-use nodeprobe::{daemon, exit, oneshot};
+use nodeprobe::{daemon, exit, npd, oneshot};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             // help/version go to stdout and succeed; every real usage error gets EX_USAGE
@@ -17,8 +21,23 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
         }
     };
-    init_logging(&cli.log_level);
-    match run(cli) {
+    init_logging(&cli.log_filter());
+    for w in cli.npd.warnings() {
+        tracing::warn!("{w}");
+    }
+    // A flag given on the command line or in the environment (not its default).
+    let explicit = move |id: &str| {
+        matches!(
+            matches
+                .try_get_raw(id)
+                .ok()
+                .flatten()
+                // value_source panics on an id that does not exist: ask only for real ones
+                .and_then(|_| matches.value_source(id)),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    match run(cli, &explicit) {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             eprintln!("nodeprobe: {e:#}");
@@ -38,7 +57,7 @@ fn init_logging(filter: &str) {
         .init();
 }
 
-fn run(cli: Cli) -> anyhow::Result<i32> {
+fn run(cli: Cli, explicit: &dyn Fn(&str) -> bool) -> anyhow::Result<i32> {
     match &cli.command {
         Some(Command::Logs(cmd)) => {
             return Ok(nodeprobe::logs_cmd::run(
@@ -57,12 +76,38 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         None => {}
     }
-    let names = probes::registry::select(&cli.probes, &cli.disable_probes)?;
+    // NPD's custom-plugin files: each turns on the native probe replacing its script.
+    let plugins = npd::load_plugins(
+        &cli.npd.custom_plugin_monitors,
+        cli.npd.skip_unknown_plugins,
+    )?;
+    for e in &plugins.skipped {
+        tracing::warn!("skipping custom-plugin file (--skip-unknown-plugins): {e}");
+    }
+    for m in &plugins.mappings {
+        tracing::info!(file = %m.file, probe = m.probe, matched_by = %m.matched_by,
+            "custom-plugin file mapped to a native probe");
+        for n in &m.notes {
+            tracing::warn!("{}: {n}", m.file);
+        }
+    }
+    let names = npd::select_probes(&plugins, &cli.probes, &cli.disable_probes)?;
+    for m in plugins
+        .mappings
+        .iter()
+        .filter(|m| !names.contains(&m.probe))
+    {
+        tracing::warn!(
+            "{}: probe {} is not run (--probes / --disable-probes)",
+            m.file,
+            m.probe
+        );
+    }
     let host = probes::HostPaths::new(&cli.host_root);
     if !cli.host_root.is_dir() {
         anyhow::bail!("--host-root {} is not a directory", cli.host_root.display());
     }
-    let probe_set = probes::registry::build(&host, &cli.probe_configs, &names);
+    let probe_set = npd::build_probes(&host, &cli.probe_configs, &names, &plugins, explicit);
     if !cli.oneshot {
         return run_daemon(&cli, &host, probe_set);
     }

@@ -55,6 +55,7 @@ impl Agent {
             probes,
             kube: Some(KubeSettings {
                 kubeconfig: Some(kubeconfig),
+                server: Default::default(),
                 event_namespace: "default".into(),
                 heartbeat: Duration::from_secs(300),
                 wait_timeout: Duration::from_secs(10),

@@ -48,17 +48,18 @@ fn declared_flags(help: &str) -> Vec<String> {
                 }
             }
         }
+        // `[alias: --a]`, `[aliases: --a, --b]`
         let mut rest = line;
-        while let Some(i) = rest.find("[alias: --") {
-            let from = &rest[i + "[alias: ".len()..];
-            let name: String = from
-                .chars()
-                .enumerate()
-                .take_while(|&(n, c)| n < 2 || is_flag_char(c))
-                .map(|(_, c)| c)
-                .collect();
-            out.push(name);
-            rest = from;
+        while let Some(i) = rest.find("[alias") {
+            let Some(end) = rest[i..].find(']') else {
+                break;
+            };
+            let list = &rest[i..i + end];
+            let list = list.split_once(": ").map_or("", |(_, l)| l);
+            for name in list.split(", ").filter(|n| n.starts_with("--")) {
+                out.push(name.chars().take_while(|&c| is_flag_char(c)).collect());
+            }
+            rest = &rest[i + end..];
         }
     }
     out

@@ -9,6 +9,7 @@ pub mod clients;
 pub mod findings;
 pub mod host;
 pub mod logs;
+pub mod plugins;
 pub mod registry;
 pub(crate) mod sys;
 #[cfg(test)]
@@ -396,11 +397,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration {s:?}: unit must be ms, s, m or h"
-            ))
-        }
+        _ => match logs::rules::parse_go_duration(s) {
+            // NPD's flags take Go durations (`5m0s`, `1h30m`): accept them too.
+            Ok(d) => d.as_secs_f64(),
+            Err(_) => {
+                return Err(format!(
+                    "invalid duration {s:?}: unit must be ms, s, m or h"
+                ))
+            }
+        },
     };
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("invalid duration {s:?}: must be greater than zero"));
@@ -583,6 +588,9 @@ mod tests {
             Ok(Duration::from_secs(366 * 86_400))
         );
         assert!(parse_duration("3 days").is_err());
+        assert_eq!(parse_duration("5m0s"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("0h0m").is_err());
         assert!(parse_duration("").is_err());
         assert_eq!(humanize(Duration::from_secs(30)), "30s");
         assert_eq!(humanize(Duration::from_millis(1500)), "1500ms");

@@ -194,6 +194,27 @@ macro_rules! probe_table {
                 } )*
                 None
             }
+
+            /// Set the deadline and/or period of the probe called `name` (a custom-plugin
+            /// file's `timeout` and `invoke_interval`); false for an unknown name.
+            pub fn set_schedule(
+                &mut self,
+                name: &str,
+                timeout: Option<std::time::Duration>,
+                interval: Option<std::time::Duration>,
+            ) -> bool {
+                use $crate::registry::ProbeSettings;
+                $( if name == <$module::$settings as ProbeSettings>::DECL.name {
+                    if let Some(t) = timeout {
+                        self.$field.timeout = t;
+                    }
+                    if let Some(i) = interval {
+                        self.$field.interval = i;
+                    }
+                    return true;
+                } )*
+                false
+            }
         }
     };
 }

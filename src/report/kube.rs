@@ -34,6 +34,8 @@ pub enum KubeError {
         #[source]
         source: kube::config::KubeconfigError,
     },
+    #[error("--apiserver-override: server URL {url:?}: {cause}")]
+    ServerUrl { url: String, cause: String },
     #[error("in-cluster configuration: {0}")]
     InCluster(#[from] kube::config::InClusterError),
     #[error("building the API client: {0}")]
@@ -87,9 +89,44 @@ async fn bounded<T>(
     }
 }
 
+/// Where the API server is beyond the kubeconfig: NPD's `--apiserver-override`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerOverride {
+    /// `scheme://host:port` replacing the server of the in-cluster configuration.
+    pub server: Option<String>,
+    /// `inClusterConfig=false` without a kubeconfig: the server, without credentials.
+    pub no_credentials: bool,
+    /// Do not verify the server's certificate (`insecure=true`).
+    pub insecure: bool,
+}
+
 /// Client from `--kubeconfig` (or `$KUBECONFIG`), else the in-cluster service account.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, KubeError> {
-    let mut config = config(kubeconfig).await?;
+    client_with(kubeconfig, &ServerOverride::default()).await
+}
+
+/// [`client`] with NPD's `--apiserver-override` applied: its server replaces the
+/// in-cluster one (a kubeconfig names its own).
+pub async fn client_with(
+    kubeconfig: Option<&Path>,
+    over: &ServerOverride,
+) -> Result<Client, KubeError> {
+    let url = |s: &String| {
+        s.parse::<http::Uri>().map_err(|e| KubeError::ServerUrl {
+            url: s.clone(),
+            cause: e.to_string(),
+        })
+    };
+    let mut config = match (kubeconfig, &over.server) {
+        (None, Some(s)) if over.no_credentials => Config::new(url(s)?),
+        _ => config(kubeconfig).await?,
+    };
+    if let (None, Some(s)) = (kubeconfig, &over.server) {
+        config.cluster_url = url(s)?;
+    }
+    if over.insecure {
+        config.accept_invalid_certs = true;
+    }
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(8));
     config.write_timeout = Some(Duration::from_secs(8));

@@ -106,6 +106,11 @@ for f in sorted(glob.glob(os.path.join(REPO, "probes/rules/*.json"))
                 + glob.glob(os.path.join(REPO, "probes/tests/fixtures/*/*.json"))):
     put("rule_file", open(f, "rb").read(), os.path.relpath(f, REPO).replace("/", "_"))
 
+# --- custom-plugin files (the users', as their /config holds them) -----------------------
+for f in sorted(glob.glob(os.path.join(REPO, "integration/tests/fixtures/npd-config/*.json"))):
+    if b'"custom"' in open(f, "rb").read():
+        put("custom_plugin", open(f, "rb").read(), os.path.basename(f))
+
 
 # --- timestamps (log_time takes structured input: [len][layout][len][value]...) ----------
 def lv(*parts):
@@ -199,3 +204,32 @@ put("cri_reply", bytes([0x0a, 0x06]) + b"1.6.20" + bytes([0x12, 0x03]) + b"abc")
 for f in sorted(glob.glob(os.path.join(CAP, "*.bin"))):
     put("dns_reply", open(f, "rb").read(), "resolver-" + os.path.basename(f).replace(".bin", ""))
 put("dns_reply", "# generated\nsearch cluster.local\nnameserver 10.96.0.10\nnameserver fe80::1%eth0\n  nameserver   1.1.1.1 \nnameserver bogus\nnameserver 8.8.8.8\noptions ndots:5\n")
+
+# --- eventer: sink flags, body templates (the users' and the tests'), Events --------------
+SINKS = [
+    "dingtalk:https://oapi.dingtalk.com/robot/send?access_token=$TOKEN&label=prod-cluster&level=Warning",
+    "dingtalk:https://oapi.dingtalk.com/robot/send?access_token=${TOKEN}&sign=$TOKEN&msg_type=markdown&quota=20/1m",
+    "webhook:https://open.feishu.cn/open-apis/bot/v2/hook/x?level=Warning&method=POST&header=Content-Type=application/json&custom_body_configmap=custom-body&custom_body_configmap_namespace=kube-system",
+    "feishu:https://open.feishu.cn/open-apis/bot/v2/hook/x?secret=$TOKEN&namespaces=default,kube-system&reason=OOMKilling&reason=BackOff",
+    "lark:https://open.larksuite.com/open-apis/bot/v2/hook/x?kinds=Node,Pod&escape=json",
+    "log:stdout",
+    "kubernetes:https://kubernetes.default?inClusterConfig=false&insecure=true&auth=/etc/kubeconfig",
+    "webhook:http://$HOST/hook?x=%ZZ&a+b=c%20d&&=#frag",
+]
+for s in SINKS:
+    put("eventer_sink_uri", s)
+import re
+users = open(os.path.join(REPO, "integration/tests/fixtures/eventer/custom-body-configmap.yaml")).read()
+users = re.search(r"content: '(.*)'", users, re.S).group(1)
+TEMPLATES = [
+    users,
+    '{"EventType": "{{ .Type }}", "EventMessage": "{{ .Message }}", "At": "{{ .LastTimestamp.Format "2006-01-02 15:04:05" }}"}',
+    '{{range $k, $v := .ObjectMeta.Labels}}{{$k}}={{printf "%q" $v}} {{else}}none{{end}}{{with .Series}}{{.Count}}{{end}}',
+    '{{define "x"}}{{template "x" .}}{{end}}{{template "x" .}}',
+    '{{range $i := .Message}}{{range $j := $.Message}}{{$i}}{{$j}}{{end}}{{end}}',
+    '{{if and (eq .Type "Warning") (ne .Reason "")}}{{.Reason | printf "%-9999s"}}{{end}}{{len .Message}}{{index .ObjectMeta.Annotations "a"}}',
+    '[{{json .}}, {{toJson .InvolvedObject}}, "{{.Message | js}}", "{{html .Message}}", "{{urlquery .Message}}"]',
+]
+for t in TEMPLATES:
+    put("eventer_template", t)
+    put("eventer_chat_payload", t)

@@ -52,3 +52,44 @@ pub fn bytes(u: &mut Unstructured<'_>, max: usize) -> Vec<u8> {
         .map(<[u8]>::to_vec)
         .unwrap_or_default()
 }
+
+/// A core/v1 Event whose strings come from the fuzzer (the eventer's input).
+pub fn event(u: &mut Unstructured<'_>) -> k8s_openapi::api::core::v1::Event {
+    use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    let time = |u: &mut Unstructured<'_>| {
+        u.int_in_range(-62_135_596_800i64..=253_402_300_799)
+            .ok()
+            .and_then(|s| jiff::Timestamp::from_second(s).ok())
+            .map(Time)
+    };
+    Event {
+        message: Some(string(u, 4096)),
+        reason: Some(string(u, 64)),
+        type_: Some(match u.int_in_range(0..=2u8).unwrap_or(0) {
+            0 => "Warning".to_string(),
+            1 => "Normal".to_string(),
+            _ => string(u, 16),
+        }),
+        metadata: ObjectMeta {
+            name: Some(string(u, 64)),
+            namespace: Some(string(u, 64)),
+            uid: Some(string(u, 40)),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            kind: Some(string(u, 32)),
+            name: Some(string(u, 64)),
+            namespace: Some(string(u, 64)),
+            ..Default::default()
+        },
+        source: Some(EventSource {
+            component: Some(string(u, 32)),
+            host: Some(string(u, 64)),
+        }),
+        count: u.arbitrary().ok(),
+        first_timestamp: time(u),
+        last_timestamp: time(u),
+        ..Default::default()
+    }
+}

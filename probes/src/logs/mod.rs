@@ -48,11 +48,12 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/nodeprobe";
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogMonitorArgs {
     /// System-log-monitor rule files (NPD JSON), comma-separated. Default: the built-in
-    /// kernel-monitor and docker-monitor rules. NPD's spelling is accepted.
+    /// kernel-monitor and docker-monitor rules. NPD's spellings
+    /// (--config.system-log-monitor, the older --system-log-monitors) are accepted.
     #[arg(
         id = "log-monitors",
         long = "log-monitors",
-        visible_alias = "config.system-log-monitor",
+        visible_aliases = ["config.system-log-monitor", "system-log-monitors"],
         env = "NODEPROBE_LOG_MONITORS",
         value_delimiter = ',',
         global = true

@@ -210,6 +210,14 @@ impl MonitorConfig {
 
     /// Parse and validate rule-file contents; `file` names it in errors.
     pub fn parse(file: &str, bytes: &[u8]) -> Result<Self, RulesError> {
+        if crate::plugins::is_plugin_file(bytes) {
+            return Err(RulesError::Invalid {
+                file: file.to_string(),
+                what: "a custom-plugin file (plugin \"custom\"), not a system-log-monitor \
+                       rule file: pass it to --config.custom-plugin-monitor"
+                    .into(),
+            });
+        }
         let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| RulesError::Json {
             file: file.to_string(),
             cause: e.to_string(),
@@ -430,6 +438,20 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_custom_plugin_file_is_pointed_at_its_flag() {
+        let text =
+            include_str!("../../../integration/tests/fixtures/npd-config/ntp-problem-monitor.json");
+        let e = MonitorConfig::parse("/config/ntp.json", text.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/config/ntp.json: a custom-plugin file")
+                && e.ends_with("--config.custom-plugin-monitor"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn go_durations() {
