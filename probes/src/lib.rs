@@ -21,6 +21,7 @@ pub use sys::release_code_pages;
 probe_table! {
     inodes: inodes::InodesConfig,
     pid_pressure: pid_pressure::PidPressureConfig,
+    fd_pressure: fd_pressure::FdPressureConfig,
     systemd: systemd::SystemdConfig,
     ntp: ntp::NtpConfig,
     runtime: runtime::RuntimeConfig,
