@@ -22,6 +22,7 @@ probe_table! {
     inodes: inodes::InodesConfig,
     pid_pressure: pid_pressure::PidPressureConfig,
     fd_pressure: fd_pressure::FdPressureConfig,
+    psi: psi::PsiConfig,
     systemd: systemd::SystemdConfig,
     ntp: ntp::NtpConfig,
     runtime: runtime::RuntimeConfig,
