@@ -23,6 +23,7 @@ probe_table! {
     pid_pressure: pid_pressure::PidPressureConfig,
     fd_pressure: fd_pressure::FdPressureConfig,
     psi: psi::PsiConfig,
+    readonly_mounts: readonly_mounts::ReadonlyMountsConfig,
     systemd: systemd::SystemdConfig,
     ntp: ntp::NtpConfig,
     runtime: runtime::RuntimeConfig,
