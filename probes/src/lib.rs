@@ -24,6 +24,7 @@ probe_table! {
     fd_pressure: fd_pressure::FdPressureConfig,
     psi: psi::PsiConfig,
     readonly_mounts: readonly_mounts::ReadonlyMountsConfig,
+    hung_tasks: hung_tasks::HungTasksConfig,
     systemd: systemd::SystemdConfig,
     ntp: ntp::NtpConfig,
     runtime: runtime::RuntimeConfig,
