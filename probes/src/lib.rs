@@ -28,6 +28,7 @@ probe_table! {
     systemd: systemd::SystemdConfig,
     ntp: ntp::NtpConfig,
     runtime: runtime::RuntimeConfig,
+    kubelet: kubelet::KubeletConfig,
     spot: spot::SpotConfig,
     network: network::NetworkConfig,
 }
