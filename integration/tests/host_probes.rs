@@ -564,3 +564,132 @@ fn nvidia_xid_rules_on_real_format_driver_lines() {
         "{check:?}"
     );
 }
+
+// ---------------------------------------------------------------- daemon mode
+
+/// The new probes and the Xid rules in daemon mode against the real kube-apiserver, as the
+/// ServiceAccount of deploy/base: their conditions on the Node, the Xid event and condition
+/// from a real kernel log line, and their series in /metrics.
+#[test]
+fn daemon_writes_the_new_conditions_and_xid_findings_to_a_real_api_server() {
+    use nodeprobe_integration::agent::Agent;
+    use nodeprobe_integration::kmsg::{kmsg_lock, kmsg_ok, kmsg_write, scoped_rules};
+    use nodeprobe_integration::kube::{poll, TestNode};
+    if !kmsg_ok() {
+        return;
+    }
+    let Some(cluster) = Cluster::from_env() else {
+        return;
+    };
+    let _kmsg = kmsg_lock();
+    let tmp = tempfile::Builder::new()
+        .prefix("nodeprobe-it-hostprobes-")
+        .tempdir()
+        .unwrap();
+    cluster.apply_base_rbac();
+    let sa = cluster.service_account_kubeconfig("kube-system", "nodeprobe", tmp.path());
+    let m = unique("xid");
+    let rules = scoped_rules(tmp.path(), &m, "0");
+    let node = TestNode::create(&cluster, &unique("node"));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    let agent = Agent::start_with_kubeconfig(
+        &sa,
+        &node.name,
+        &rules,
+        tmp.path(),
+        &[
+            "--probes",
+            "fd-pressure,psi,readonly-mounts,hung-tasks,kubelet",
+            "--kubelet-port",
+            &refused,
+            "--nvidia-xid-rules",
+        ],
+    );
+    agent.wait_for_kmsg_monitor();
+    let cond = |t: &str| cluster.node_condition(&node.name, t);
+    let want = [
+        ("FDPressure", Some("False")),
+        ("MemoryStall", None),
+        ("IOStall", None),
+        ("ReadonlyMount", Some("False")),
+        ("HungTasks", None), // other tests may leave tasks in D on this machine
+        ("KubeletUnhealthy", Some("Unknown")),
+        ("NvidiaGPUProblem", Some("False")),
+    ];
+    for (t, status) in want {
+        let c = poll(
+            &format!("condition {t}"),
+            Duration::from_secs(30),
+            || agent.logs(),
+            || cond(t),
+        );
+        if let Some(s) = status {
+            assert_eq!(c["status"], s, "{t}: {c}");
+        }
+    }
+    assert!(
+        cond("CPUStall").is_none(),
+        "CPU thresholds off: no condition"
+    );
+    assert_eq!(
+        cond("NvidiaGPUProblem").unwrap()["reason"],
+        "NvidiaGPUHasNoXIDError"
+    );
+
+    // Real kernel log lines in the driver's format.
+    kmsg_write(
+        4,
+        &format!("NVRM: Xid (PCI:0000:3b:00): 13, pid=2911, name={m}, Graphics SM Warp Exception on (GPC 0, TPC 0, SM 0): Out Of Range Address"),
+    );
+    kmsg_write(
+        3,
+        &format!("NVRM: Xid (PCI:0000:3b:00): 79, pid=1957, name={m}, GPU has fallen off the bus."),
+    );
+    let gpu = poll(
+        "NvidiaGPUProblem True",
+        Duration::from_secs(30),
+        || agent.logs(),
+        || cond("NvidiaGPUProblem").filter(|c| c["status"] == "True"),
+    );
+    assert_eq!(gpu["reason"], "NvidiaXID79Error");
+    assert!(gpu["message"].as_str().unwrap().contains(&m), "{gpu}");
+    let ev = poll(
+        "the NvidiaXID13Warning event",
+        Duration::from_secs(30),
+        || agent.logs(),
+        || {
+            cluster
+                .events_about("default", &node.name)
+                .into_iter()
+                .find(|e| e["reason"] == "NvidiaXID13Warning")
+        },
+    );
+    assert_eq!(ev["source"]["component"], "nvidia-xid-monitor");
+    assert!(ev["message"].as_str().unwrap().contains(&m), "{ev}");
+
+    let fd = agent
+        .metric("nodeprobe_probe_runs_total{probe=\"fd-pressure\",status=\"ok\"}")
+        .unwrap_or(0.0);
+    assert!(fd >= 1.0, "fd-pressure runs counted");
+    let metrics = nodeprobe_integration::agent::scrape(agent.metrics_port);
+    for t in [
+        "FDPressure",
+        "ReadonlyMount",
+        "KubeletUnhealthy",
+        "NvidiaGPUProblem",
+    ] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("nodeprobe_condition{")
+                    && l.contains(&format!("type=\"{t}\""))),
+            "nodeprobe_condition for {t}:\n{metrics}"
+        );
+    }
+    assert_eq!(
+        agent.metric("problem_gauge{reason=\"NvidiaXID79Error\",type=\"NvidiaGPUProblem\"}"),
+        Some(1.0)
+    );
+}
