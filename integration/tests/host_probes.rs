@@ -187,6 +187,12 @@ fn psi_on_the_real_kernel_and_a_cgroup_v2_child() {
             "avg10".into(),
             "--psi-cpu-some".into(),
             some.into(),
+            // memory judged never (the figures still shown): the machine's own memory
+            // pressure cannot change what this test looks at
+            "--psi-memory-some".into(),
+            "off".into(),
+            "--psi-memory-full".into(),
+            "100".into(),
         ]
     };
     // Idle and empty: its figures are read and shown, its CPU some is 0.
@@ -368,7 +374,12 @@ fn hung_tasks_names_a_writer_stuck_on_a_frozen_file_system() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(2500));
-    let run = oneshot("hung-tasks", &["--hung-tasks-threshold", "2s"]);
+    // every task over the threshold named: other tests may leave tasks in D meanwhile
+    let all = ["--hung-tasks-top", "1000"];
+    let run = oneshot(
+        "hung-tasks",
+        &[&["--hung-tasks-threshold", "2s"][..], &all].concat(),
+    );
     assert_eq!(run.code, 1, "{run:?}");
     let r = run.result("HungTasks");
     assert_eq!(r["status"], "True");
@@ -388,7 +399,10 @@ fn hung_tasks_names_a_writer_stuck_on_a_frozen_file_system() {
     fs.thaw();
     let status = writer.0.wait().unwrap();
     assert!(status.success(), "the write completes once thawed");
-    let after = oneshot("hung-tasks", &["--hung-tasks-threshold", "2s"]);
+    let after = oneshot(
+        "hung-tasks",
+        &[&["--hung-tasks-threshold", "2s"][..], &all].concat(),
+    );
     assert!(!after.stdout.contains(&format!("(pid {pid})")), "{after:?}");
     drop(fs);
 }
