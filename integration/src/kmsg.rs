@@ -43,7 +43,7 @@ pub fn default_kernel_rules_path() -> PathBuf {
 /// Log monitors only: every probe off.
 pub const NO_PROBES: &[&str] = &[
     "--disable-probes",
-    "inodes,pid-pressure,systemd,ntp,runtime,spot,network",
+    "inodes,pid-pressure,fd-pressure,psi,readonly-mounts,hung-tasks,systemd,ntp,runtime,kubelet,spot,network",
 ];
 
 /// The default kernel rules with `lookback`, every pattern scoped to lines carrying `marker`

@@ -392,7 +392,7 @@ fn what_the_probes_need_host_pid_and_sockets_as_uid_0_without_dac_capabilities()
         "--host-root",
         "/host",
         "--probes",
-        "pid-pressure,runtime,systemd",
+        "pid-pressure,runtime,systemd,fd-pressure,psi,readonly-mounts,hung-tasks",
         &containerd,
     ];
     // The services' sockets through the read-only host mount; the system bus address as the
@@ -408,6 +408,18 @@ fn what_the_probes_need_host_pid_and_sockets_as_uid_0_without_dac_capabilities()
     assert_eq!(rt["status"], "False", "{run:?}");
     let sd = run.result("SystemdCheck");
     assert_ne!(sd["status"], "Unknown", "{run:?}");
+    // The host-state probes read the host's procfs through /host/proc with every capability
+    // but SYSLOG dropped: the host's file-nr, pressure files, init's mount table (the host's
+    // mounts: "/" is writable here) and every host thread's stat.
+    for (t, want) in [
+        ("FDPressure", Some("False")),
+        ("ReadonlyMount", Some("False")),
+    ] {
+        assert_eq!(run.result(t)["status"].as_str(), want, "{t}: {run:?}");
+    }
+    for t in ["MemoryStall", "IOStall", "HungTasks"] {
+        assert_ne!(run.result(t)["status"], "Unknown", "{t}: {run:?}");
+    }
     // hostPID: pid_max is per PID namespace (Linux >= 6.14); only the host's namespace reads
     // the host's limit.
     let host_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")

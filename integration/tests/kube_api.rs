@@ -27,7 +27,7 @@ const PROBES: &[&str] = &["--probes", "inodes,pid-pressure"];
 /// Log monitors only.
 const NO_PROBES: &[&str] = &[
     "--disable-probes",
-    "inodes,pid-pressure,systemd,ntp,runtime,spot,network",
+    "inodes,pid-pressure,fd-pressure,psi,readonly-mounts,hung-tasks,systemd,ntp,runtime,kubelet,spot,network",
 ];
 
 struct Setup {

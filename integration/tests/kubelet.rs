@@ -5,8 +5,9 @@
 //! kubelet runs the image built from deploy/Dockerfile's final stage (imported, no registry)
 //! with exactly the manifest's security settings, mounts the ServiceAccount token, and
 //! probes it. The overlay only adapts the environment: the image name, the API server's
-//! loopback address (no kube-proxy), free ports, a private state dir, the node it runs on,
-//! rules scoped to the test's marker, and no `recursiveReadOnly` (a field newer than 1.20).
+//! loopback address (no kube-proxy), free ports (and the test kubelet's healthz port for the
+//! kubelet probe), a private state dir, the node it runs on, rules scoped to the test's
+//! marker, and no `recursiveReadOnly` (a field newer than 1.20).
 
 #![allow(clippy::disallowed_methods)] // tests start real components and the binary
 
@@ -21,8 +22,16 @@ use serde_json::{json, Value};
 
 /// The kubelet's conditions, which must survive nodeprobe's patches.
 const KUBELET: [&str; 4] = ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"];
-/// Conditions of nodeprobe's probes and kernel monitor that decide on any machine.
-const NODEPROBE: [&str; 3] = ["PidPressure", "KernelDeadlock", "ReadonlyFilesystem"];
+/// Conditions of nodeprobe's probes and kernel monitor that decide on any machine
+/// (KubeletUnhealthy: this node's real kubelet, through the pod's host network).
+const NODEPROBE: [&str; 6] = [
+    "PidPressure",
+    "KernelDeadlock",
+    "ReadonlyFilesystem",
+    "FDPressure",
+    "ReadonlyMount",
+    "KubeletUnhealthy",
+];
 
 /// The host-global sysctls a kubelet writes at start unless kept away from them.
 const SYSCTLS: [&str; 6] = [
@@ -47,10 +56,14 @@ fn write_overlay(
     base_ds: &Value,
     image: (&str, &str),
     cluster: &Cluster,
-    node: &str,
+    node: &KubeNode,
     ports: (u16, u16),
     marker: &str,
 ) {
+    // the test kubelet's healthz port (a node's is 10248)
+    let kubelet_healthz_port =
+        std::fs::read_to_string(node.dir.join("healthz-port")).expect("the kubelet's healthz port");
+    let kubelet_healthz_port = kubelet_healthz_port.trim();
     let c = &base_ds["spec"]["template"]["spec"]["containers"][0];
     let idx = |list: &Value, key: &str, val: &str| {
         list.as_array()
@@ -79,7 +92,7 @@ fn write_overlay(
     let ct = "/spec/template/spec/containers/0";
     let mut ops = vec![
         json!({"op": "add", "path": "/spec/template/spec/nodeSelector",
-               "value": {"kubernetes.io/hostname": node}}),
+               "value": {"kubernetes.io/hostname": node.name}}),
         json!({"op": "replace", "path": format!("{ct}/args"), "value": args}),
         json!({"op": "replace", "path": format!("{ct}/livenessProbe/httpGet/port"), "value": ports.0}),
         json!({"op": "replace", "path": format!("{ct}/readinessProbe/httpGet/port"), "value": ports.0}),
@@ -87,6 +100,8 @@ fn write_overlay(
                "value": {"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"}}),
         json!({"op": "add", "path": format!("{ct}/env/-"),
                "value": {"name": "KUBERNETES_SERVICE_PORT", "value": cluster.port().to_string()}}),
+        json!({"op": "add", "path": format!("{ct}/env/-"),
+               "value": {"name": "NODEPROBE_KUBELET_PORT", "value": kubelet_healthz_port}}),
         json!({"op": "replace", "path": format!("/spec/template/spec/volumes/{state_vol}/hostPath/path"),
                "value": dir.join("state").display().to_string()}),
     ];
@@ -179,15 +194,7 @@ fn daemonset_pod_on_a_real_kubelet_reports_and_stays_up() {
         .find(|o| o["kind"] == "DaemonSet")
         .expect("DaemonSet in deploy/base");
     let ports = (free_port(), free_port());
-    write_overlay(
-        tmp.path(),
-        ds,
-        (repo, &tag),
-        &cluster,
-        &node_name,
-        ports,
-        &m,
-    );
+    write_overlay(tmp.path(), ds, (repo, &tag), &cluster, &node, ports, &m);
     let overlay = tmp.path().to_str().unwrap();
     let applied = Instant::now();
     cluster.kubectl(&["apply", "-k", overlay]);

@@ -22,9 +22,14 @@ pub use sys::release_code_pages;
 probe_table! {
     inodes: inodes::InodesConfig,
     pid_pressure: pid_pressure::PidPressureConfig,
+    fd_pressure: fd_pressure::FdPressureConfig,
+    psi: psi::PsiConfig,
+    readonly_mounts: readonly_mounts::ReadonlyMountsConfig,
+    hung_tasks: hung_tasks::HungTasksConfig,
     systemd: systemd::SystemdConfig,
     ntp: ntp::NtpConfig,
     runtime: runtime::RuntimeConfig,
+    kubelet: kubelet::KubeletConfig,
     spot: spot::SpotConfig,
     network: network::NetworkConfig,
 }

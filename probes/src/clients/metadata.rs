@@ -27,6 +27,9 @@ pub enum MetadataError {
     Resolve { host: String, error: String },
     #[error("cannot connect to {addr}: {error}")]
     Connect { addr: String, error: String },
+    /// Nothing listens there: every address refused the connection.
+    #[error("cannot connect to {addr}: connection refused")]
+    Refused { addr: String },
     #[error("HTTP error talking to {addr}: {error}")]
     Http { addr: String, error: String },
     #[error("no complete answer from {addr} within {timeout}")]
@@ -237,19 +240,33 @@ impl MetadataClient {
         let addrs = resolve(&self.base).await?;
         let mut last = None;
         let mut stream = None;
+        let mut all_refused = true;
         for a in addrs {
             match TcpStream::connect(a).await {
                 Ok(s) => {
                     stream = Some(s);
                     break;
                 }
-                Err(e) => last = Some(e.to_string()),
+                Err(e) => {
+                    all_refused &= e.kind() == std::io::ErrorKind::ConnectionRefused;
+                    last = Some(e.to_string());
+                }
             }
         }
-        let stream = stream.ok_or_else(|| MetadataError::Connect {
-            addr: addr_text.clone(),
-            error: last.unwrap_or_else(|| "no address".into()),
-        })?;
+        let stream = match stream {
+            Some(s) => s,
+            None if all_refused && last.is_some() => {
+                return Err(MetadataError::Refused {
+                    addr: addr_text.clone(),
+                })
+            }
+            None => {
+                return Err(MetadataError::Connect {
+                    addr: addr_text.clone(),
+                    error: last.unwrap_or_else(|| "no address".into()),
+                })
+            }
+        };
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
                 .await
@@ -497,7 +514,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn garbage_is_an_http_error_and_refused_a_connect_error() {
+    async fn garbage_is_an_http_error_and_refused_is_told_apart() {
         let (addr, _h) = serve_once(b"SSH-2.0-OpenSSH\r\n\r\n", Duration::ZERO).await;
         let e = client(addr, Duration::from_secs(5))
             .get("/", &[])
@@ -512,6 +529,10 @@ mod tests {
             .get("/", &[])
             .await
             .unwrap_err();
-        assert!(matches!(e, MetadataError::Connect { .. }), "{e}");
+        assert!(matches!(e, MetadataError::Refused { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!("cannot connect to {closed}: connection refused")
+        );
     }
 }

@@ -90,11 +90,38 @@ pub struct LogMonitorArgs {
         global = true
     )]
     pub kernel_log_poll_interval: Duration,
+
+    /// Also run the built-in NVIDIA Xid rules (GPU nodes): `NVRM: Xid` kernel lines become
+    /// events NvidiaXID<n>Warning, and the fatal ones condition NvidiaGPUProblem with reason
+    /// NvidiaXID<n>Error. Off by default: the condition would appear on every node.
+    #[arg(
+        id = "nvidia-xid-rules",
+        long = "nvidia-xid-rules",
+        env = "NODEPROBE_NVIDIA_XID_RULES",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        global = true
+    )]
+    pub nvidia_xid_rules: bool,
 }
 
 impl LogMonitorArgs {
     /// The configured rule files, or the built-in defaults when none is given.
     pub fn load_configs(&self) -> Result<Vec<MonitorConfig>, RulesError> {
+        let mut configs = self.load_rule_files()?;
+        if self.nvidia_xid_rules {
+            let xid = MonitorConfig::nvidia_xid()?;
+            // a rule file given for the same source replaces the built-in one
+            if !configs.iter().any(|c| c.source == xid.source) {
+                configs.push(xid);
+            }
+        }
+        Ok(configs)
+    }
+
+    fn load_rule_files(&self) -> Result<Vec<MonitorConfig>, RulesError> {
         if self.log_monitors.is_empty() {
             MonitorConfig::defaults()
         } else {

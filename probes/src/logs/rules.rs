@@ -183,7 +183,26 @@ pub const DEFAULT_RULES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The built-in NVIDIA Xid rules (`--nvidia-xid-rules`, `probes/rules/nvidia-xid-monitor.json`).
+pub const NVIDIA_XID_RULES: (&str, &str) = (
+    "nvidia-xid-monitor.json",
+    include_str!("../../rules/nvidia-xid-monitor.json"),
+);
+
+/// Xid numbers whose rule sets the NvidiaGPUProblem condition (reason `NvidiaXID<n>Error`):
+/// the EKS node monitoring agent's fatal set (`dcgm_policies.go`). Every other Xid is a
+/// temporary event `NvidiaXID<n>Warning`.
+pub const NVIDIA_FATAL_XIDS: &[u32] = &[
+    46, 48, 54, 62, 63, 64, 74, 79, 95, 109, 110, 119, 120, 136, 140, 142, 143, 151, 155, 156, 158,
+];
+
 impl MonitorConfig {
+    /// The built-in NVIDIA Xid rules.
+    pub fn nvidia_xid() -> Result<Self, RulesError> {
+        let (name, text) = NVIDIA_XID_RULES;
+        Self::parse(&format!("builtin:{name}"), text.as_bytes())
+    }
+
     /// Load and validate one rule file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, RulesError> {
         let path = path.as_ref();
@@ -502,6 +521,78 @@ mod tests {
         let d = &defaults[1];
         assert_eq!(d.plugin, Plugin::Journald);
         assert_eq!(d.plugin_config.get("source").unwrap(), "dockerd");
+    }
+
+    /// The reasons the Xid rules give real-format driver lines (`NVRM: Xid (PCI:…): <n>, …`).
+    fn xid_reasons(lines: &[&str]) -> Vec<String> {
+        let x = MonitorConfig::nvidia_xid().unwrap();
+        let mut buf = crate::logs::LogBuffer::new(std::sync::Arc::clone(&x.ruleset));
+        lines
+            .iter()
+            .flat_map(|l| {
+                buf.push(crate::logs::Line {
+                    message: l.to_string(),
+                    timestamp: std::time::SystemTime::UNIX_EPOCH,
+                })
+            })
+            .map(|m| x.rules[m.rule].reason.clone())
+            .collect()
+    }
+
+    #[test]
+    fn nvidia_xid_rules_name_the_xid_and_split_fatal_from_warning() {
+        let x = MonitorConfig::nvidia_xid().unwrap();
+        assert_eq!(x.source, "nvidia-xid-monitor");
+        assert!(x.warnings.is_empty(), "{:?}", x.warnings);
+        assert_eq!(
+            x.ruleset.multiline_rule_count(),
+            0,
+            "all single-line (fast path)"
+        );
+        // one rule per Xid 1..=199, fatal ones permanent on NvidiaGPUProblem, plus >= 200
+        for n in 1..200u32 {
+            let fatal = NVIDIA_FATAL_XIDS.contains(&n);
+            let want = if fatal {
+                format!("NvidiaXID{n}Error")
+            } else {
+                format!("NvidiaXID{n}Warning")
+            };
+            let r: Vec<_> = x.rules.iter().filter(|r| r.reason == want).collect();
+            assert_eq!(r.len(), 1, "{want}");
+            assert_eq!(r[0].kind == RuleType::Permanent, fatal, "{want}");
+            if fatal {
+                assert_eq!(r[0].condition, "NvidiaGPUProblem");
+            }
+        }
+        assert_eq!(x.rules.len(), 200);
+        let deployed = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../deploy/base/rules/nvidia-xid-monitor.json");
+        assert_eq!(
+            std::fs::read_to_string(&deployed).unwrap(),
+            NVIDIA_XID_RULES.1,
+            "{} is the built-in file",
+            deployed.display()
+        );
+        assert_eq!(
+            xid_reasons(&[
+                "NVRM: Xid (PCI:0000:3b:00): 79, pid=1957, name=python3, GPU has fallen off the bus.",
+                "NVRM: Xid (PCI:0000:00:1e): 13, pid=2911, name=train, Graphics SM Warp Exception on (GPC 0, TPC 0, SM 0): Out Of Range Address",
+                "NVRM: Xid (PCI:0000:05:00): 31, pid=3002, name=python, Ch 00000010, intr 10000000. MMU Fault: ENGINE GRAPHICS GPCCLIENT_T1_0 faulted @ 0x7f2b_c0000000. Fault is of type FAULT_PDE ACCESS_TYPE_READ",
+                "NVRM: Xid (PCI:0000:b7:00): 119, pid=8812, name=nvidia-smi, Timeout after 6s of waiting for RPC response from GPU1 GSP! Expected function 76 (GSP_RM_CONTROL) (0x2080014b 0x5).",
+                "NVRM: Xid (PCI:0000:18:00): 48, An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer at partition 0, subpartition 0.",
+                "NVRM: Xid (PCI:0000:18:00): 317, pid=1, name=x, a future Xid",
+                "NVRM: GPU at PCI:0000:3b:00: GPU-5c2d8b7e-0000-0000-0000-000000000000",
+                "NVRM: Xid (PCI:0000:18:00): 0079, not a real number format",
+            ]),
+            [
+                "NvidiaXID79Error",
+                "NvidiaXID13Warning",
+                "NvidiaXID31Warning",
+                "NvidiaXID119Error",
+                "NvidiaXID48Error",
+                "NvidiaXIDWarning",
+            ]
+        );
     }
 
     #[test]
