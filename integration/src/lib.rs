@@ -8,6 +8,7 @@ pub mod eventer;
 pub mod fakeapi;
 pub mod kmsg;
 pub mod kube;
+pub mod mysql;
 pub mod oci;
 pub mod oom;
 pub mod prometheus;

@@ -58,7 +58,7 @@ pub struct EventerArgs {
     pub source: String,
 
     /// A sink, `<type>:<uri>` (repeatable; in the env twin one per line). Types: webhook,
-    /// dingtalk, feishu, lark, log. `$VAR` in the URI is taken from the environment.
+    /// dingtalk, feishu, lark, log, mysql. `$VAR` in the URI is taken from the environment.
     #[arg(
         long = "sink",
         env = "NODEPROBE_EVENTER_SINK",
