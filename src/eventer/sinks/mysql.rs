@@ -959,16 +959,11 @@ async fn run(label: String, dsn: Dsn, q: BatchQueue) {
             }
             continue;
         }
-        if retry_at.is_some_and(|t| Instant::now() < t) {
+        if let Some(t) = retry_at.filter(|t| Instant::now() < *t) {
             if !open {
-                // Shutting down with the database away: what is left is dropped (counted).
-                metrics.dropped(&label, "shutdown", buf.len() as u64);
-                tracing::warn!(
-                    "sink {label}: stopping with {} event(s) not written to {}",
-                    buf.len(),
-                    dsn.describe()
-                );
-                break;
+                // Stopping with the database away: keep trying until the shutdown grace
+                // ends. What is left is not recorded as delivered: the next run sends it.
+                tokio::time::sleep_until(t.into()).await;
             }
             continue;
         }
