@@ -4,6 +4,8 @@
 # already holds a data directory: a restart keeps data, port and account). Creates the
 # database kube_eventer and an account with a password (all privileges: the server is
 # private). Prints the NODEPROBE_IT_MYSQL_* lines for services.env. Stop with mariadb-stop.sh D.
+# NODEPROBE_IT_MYSQL_FLUSH: innodb_flush_log_at_trx_commit (default 2: no fsync per commit;
+# 1 = durable, as production servers run).
 set -euo pipefail
 D=$1
 . "$(dirname "$0")/lib.sh"
@@ -19,7 +21,7 @@ fi
 PORT=$(cat "$D/port")
 /usr/sbin/mariadbd --no-defaults --datadir="$D/data" --socket="$D/sock" --port="$PORT" \
   --bind-address=127.0.0.1 --user=root --pid-file="$D/pid" --log-error="$D/err.log" \
-  --skip-log-bin --innodb-buffer-pool-size=64M --innodb-flush-log-at-trx-commit=2 \
+  --skip-log-bin --innodb-buffer-pool-size=64M --innodb-flush-log-at-trx-commit="${NODEPROBE_IT_MYSQL_FLUSH:-2}" \
   --max-connections=200 < /dev/null > /dev/null 2>&1 &
 echo $! > "$D/bgpid"
 np_wait 300 0.05 mariadb --no-defaults -S "$D/sock" -uroot -e 'select 1' ||
