@@ -272,30 +272,62 @@ impl Elector {
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), LeaseError> {
         let mut last_ok = Instant::now();
+        // After a conflict on a Lease still ours: write again at once (fresh resourceVersion).
+        let mut again = false;
+        let mut conflicts_in_a_row = 0u32;
+        let expired = |s: &LeaseSettings| LeaseError::Expired {
+            namespace: s.namespace.clone(),
+            name: s.name.clone(),
+            deadline: s.renew_deadline,
+        };
         loop {
+            // A leader must stop before its term could run out elsewhere: nothing waits
+            // past the renew deadline (the client's own retries of a 503 included).
+            let deadline = self.s.renew_deadline;
+            let left = |last_ok: Instant| deadline.saturating_sub(last_ok.elapsed());
+            let pause = if again {
+                Duration::ZERO
+            } else if self.s.elect {
+                self.s.retry.min(left(last_ok))
+            } else {
+                self.s.retry
+            };
             tokio::select! {
-                _ = tokio::time::sleep(self.s.retry) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = stop.changed() => return Ok(()),
             }
-            let r = record();
-            match tokio::time::timeout(
-                self.s.retry.max(Duration::from_secs(2)),
-                self.renew(Some(&r)),
-            )
-            .await
-            {
-                Ok(Ok(true)) => last_ok = Instant::now(),
-                Ok(Ok(false)) => {}
-                Ok(Err(e @ LeaseError::Stolen { .. })) => return Err(e),
-                Ok(Err(e)) => tracing::warn!("renewing the Lease: {e}"),
-                Err(_) => tracing::warn!("renewing the Lease: no answer"),
+            if self.s.elect && left(last_ok).is_zero() {
+                return Err(expired(&self.s));
             }
-            if self.s.elect && last_ok.elapsed() >= self.s.renew_deadline {
-                return Err(LeaseError::Expired {
-                    namespace: self.s.namespace.clone(),
-                    name: self.s.name.clone(),
-                    deadline: self.s.renew_deadline,
-                });
+            let budget = if self.s.elect {
+                self.s.retry.max(Duration::from_secs(1)).min(left(last_ok))
+            } else {
+                self.s.retry.max(Duration::from_secs(2))
+            };
+            let r = record();
+            match tokio::time::timeout(budget, self.renew(Some(&r))).await {
+                Ok(Ok(true)) => {
+                    last_ok = Instant::now();
+                    again = false;
+                    conflicts_in_a_row = 0;
+                }
+                Ok(Ok(false)) => {
+                    // at most 3 at once, then the normal pace
+                    conflicts_in_a_row += 1;
+                    again = !conflicts_in_a_row.is_multiple_of(4);
+                }
+                Ok(Err(e @ LeaseError::Stolen { .. })) => return Err(e),
+                Ok(Err(e)) => {
+                    again = false;
+                    tracing::warn!("renewing the Lease: {e}")
+                }
+                Err(_) => {
+                    again = false;
+                    tracing::warn!("renewing the Lease: no answer within {budget:?}")
+                }
+            }
+            if self.s.elect && left(last_ok).is_zero() {
+                return Err(expired(&self.s));
             }
         }
     }
