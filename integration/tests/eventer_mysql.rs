@@ -344,3 +344,71 @@ fn mysql_wrong_credentials_and_missing_database_are_clear_errors() {
     );
     assert!(!logs.contains(&server.password), "{logs}");
 }
+
+#[test]
+fn mysql_events_not_written_at_shutdown_are_written_by_the_next_run() {
+    let Some(k) = kube() else { return };
+    if Db::from_env().is_none() {
+        return;
+    }
+    let Some(private) = PrivateDb::start() else {
+        return;
+    };
+    let db = &private.db;
+    let ns = TestNamespace::new(&k, "evsqlstop");
+    let lease = nodeprobe_integration::unique("sqlstop");
+    let sink = db.sink(
+        "MYSQL_PW",
+        &format!("table=kube_event&namespaces={}", ns.name),
+    );
+    let args = [
+        "--sink",
+        &sink,
+        "--lease-name",
+        &lease,
+        "--lease-namespace",
+        &ns.name,
+        "--shutdown-grace",
+        "1s",
+    ];
+    let env = [("MYSQL_PW", db.password.as_str())];
+    let mut a = Eventer::start(&k.kubeconfig, &args, &env);
+    let first = k.create_event(&ev(&ns.name, "s-0", "web-0", "written"));
+    wait_value(db, "SELECT COUNT(*) FROM kube_event", "1", &a);
+    // The server goes away; two Events wait in the sink's buffer when the eventer stops.
+    private.stop();
+    let mut uids = vec![first.metadata.uid.clone().expect("uid")];
+    for i in 1..=2 {
+        let c = k.create_event(&ev(
+            &ns.name,
+            &format!("s-{i}"),
+            &format!("web-{i}"),
+            "kept",
+        ));
+        uids.push(c.metadata.uid.expect("uid"));
+    }
+    a.wait_metric(
+        r#"nodeprobe_eventer_sink_queue_length{sink="mysql"}"#,
+        2.0,
+        WAIT,
+    );
+    assert_eq!(a.stop(), Some(0));
+    private.restart();
+    let b = Eventer::start(&k.kubeconfig, &args, &env);
+    wait_value(db, "SELECT COUNT(*) FROM kube_event", "3", &b);
+    for u in &uids {
+        assert_eq!(
+            db.value(&format!(
+                "SELECT COUNT(*) FROM kube_event WHERE event_id = '{u}'"
+            )),
+            "1"
+        );
+    }
+    // the one written before is not sent again (its count stays, one statement fewer)
+    assert_eq!(
+        b.metric(r#"nodeprobe_eventer_sink_delivered_total{sink="mysql"}"#),
+        2.0,
+        "{}",
+        b.logs()
+    );
+}
