@@ -72,6 +72,7 @@ pub struct Cli {
 
 /// Subcommands (without one, nodeprobe runs its probes).
 #[derive(Debug, clap::Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at startup
 pub enum Command {
     #[command(flatten)]
     Logs(crate::logs_cmd::Command),

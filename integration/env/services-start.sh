@@ -2,7 +2,7 @@
 # Install (Debian packages) and start the real components the integration tests use, each
 # private to $NODEPROBE_IT_BASE (default /tmp/nodeprobe-it): systemd --user on a private bus
 # with fake time-daemon/runtime units, containerd with CRI, dockerd sharing it, a chrony
-# pair that never touches the clock, and etcd + kube-apiserver when the Kubernetes binaries
+# pair that never touches the clock, MariaDB, and etcd + kube-apiserver when the Kubernetes binaries
 # are cached (kube-build.sh). Writes $BASE/services.env for the tests.
 # Idempotent: a previous run is stopped first. Stop with services-stop.sh.
 set -euo pipefail
@@ -14,7 +14,7 @@ log() { echo "[services $(( ($(date +%s%N) - T0) / 1000000 ))ms] $*"; }
 # apt never starts services here (chronyd would discipline the clock, dockerd would grab /run).
 [ -x /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
 need=()
-for p in containerd docker.io runc chrony dbus-daemon dbus-user-session systemd systemd-journal-remote iproute2 util-linux curl python3 libcap2-bin tzdata; do
+for p in containerd docker.io runc chrony dbus-daemon dbus-user-session systemd systemd-journal-remote iproute2 util-linux curl python3 libcap2-bin tzdata mariadb-server mariadb-client; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 # Prometheus and promtool (2.42) for the monitoring tests (integration/env/prometheus-start.sh).
@@ -50,6 +50,10 @@ log "dockerd: $DOCK"
 CHR=$("$HERE/chrony-start.sh" "$BASE/chrony")
 echo "NODEPROBE_IT_CHRONY_SOCK=$CHR" >> "$ENV"
 log "chrony: $CHR"
+
+# MariaDB for the eventer's MySQL sink (private socket, 127.0.0.1, its own data directory).
+"$HERE/mariadb-start.sh" "$BASE/mariadb" >> "$ENV"
+log "mariadb: 127.0.0.1:$(cat "$BASE/mariadb/port")"
 # A real control plane (etcd + kube-apiserver, RBAC), when kube-build.sh filled the cache.
 KBIN=${NODEPROBE_KUBE_CACHE:-/var/cache/nodeprobe-it/kube-v1.20.2}/bin
 if [ -x "$KBIN/kube-apiserver" ] && [ -x "$KBIN/etcd" ]; then

@@ -6,6 +6,7 @@ BASE=${NODEPROBE_IT_BASE:-/tmp/nodeprobe-it}
 "$HERE/dockerd-stop.sh" "$BASE/docker"       # first: it uses containerd
 "$HERE/containerd-stop.sh" "$BASE/containerd" &
 "$HERE/chrony-stop.sh" "$BASE/chrony" &
+"$HERE/mariadb-stop.sh" "$BASE/mariadb" &
 "$HERE/kube-stop.sh" "$BASE/kube" &
 "$HERE/systemd-stop.sh" "$BASE/sd" "nodeprobe-it-sd-$(basename "$BASE")" &
 wait

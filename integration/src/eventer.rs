@@ -82,6 +82,12 @@ impl Eventer {
                 &port.to_string(),
             ])
             .args(args)
+            .args(if args.contains(&"--lease-name") {
+                vec![]
+            } else {
+                // Each eventer its own progress record unless the test shares one.
+                vec!["--lease-name".to_string(), crate::unique("lease")]
+            })
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).expect("out"))
             .stderr(std::fs::File::create(&log).expect("log"));
@@ -153,6 +159,24 @@ impl Eventer {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// SIGKILL (no chance to store anything).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The exit code, when it exits by itself within `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// The exit status after SIGTERM.

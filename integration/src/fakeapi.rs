@@ -13,7 +13,11 @@
 //!   an `ERROR` 410 "too old resource version" for N older than the last `compact`, and
 //!   list with `limit`/`continue` pages at one resourceVersion; delete.
 //!
-//! Fault injection: `fail_next` (n answers with a status, e.g. 503/429/500), `fail_for`
+//! - coordination.k8s.io/v1 Leases: get, create (409 when it exists), update (`PUT`) guarded
+//!   by `metadata.resourceVersion` (409 Conflict when it is not the stored one).
+//!
+//! Fault injection: `lease_conflicts` (the next n Lease updates find the Lease changed by
+//! someone else: 409), `fail_next` (n answers with a status, e.g. 503/429/500), `fail_for`
 //! (every request for a while), `set_hang` (requests wait until released), `restart` (close
 //! every connection, stay down for a while, come back on the same port with the same state).
 //! Watch faults: `cut_watches` (close every open watch, optionally in the middle of a
@@ -72,6 +76,9 @@ struct State {
     )>,
     watch_ids: u64,
     watch_fail: Option<u16>,
+    /// (namespace, name) → Lease
+    leases: BTreeMap<(String, String), Value>,
+    lease_conflicts: usize,
 }
 
 impl State {
@@ -252,6 +259,20 @@ impl FakeApi {
     }
 
     /// Answer the next `n` requests with `status`.
+    /// The Lease `ns/name`, if any.
+    pub fn lease(&self, ns: &str, name: &str) -> Option<Value> {
+        lock(&self.state)
+            .leases
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// The next `n` Lease updates answer 409 Conflict, as if another writer came first
+    /// (the stored Lease gets a new resourceVersion, nothing else changes).
+    pub fn lease_conflicts(&self, n: usize) {
+        lock(&self.state).lease_conflicts = n;
+    }
+
     pub fn fail_next(&self, n: usize, status: u16) {
         let mut s = lock(&self.state);
         s.fail_next.extend(std::iter::repeat_n(status, n));
@@ -645,6 +666,77 @@ fn route(
             list_events(s, Some(ns), query)
         }
         (&Method::GET, ["api", "v1", "events"]) => list_events(s, None, query),
+        (&Method::GET, ["apis", "coordination.k8s.io", "v1", "namespaces", ns, "leases", name]) => {
+            match s.leases.get(&(ns.to_string(), name.to_string())) {
+                Some(l) => (200, l.clone()),
+                None => not_found(&format!("leases.coordination.k8s.io \"{name}\"")),
+            }
+        }
+        (&Method::POST, ["apis", "coordination.k8s.io", "v1", "namespaces", ns, "leases"]) => {
+            let Ok(mut l) = parse(body) else {
+                return (400, status_body(400, "BadRequest", "lease is not JSON"));
+            };
+            let Some(name) = l["metadata"]["name"].as_str().map(String::from) else {
+                return (422, status_body(422, "Invalid", "metadata.name required"));
+            };
+            let key = (ns.to_string(), name.clone());
+            if s.leases.contains_key(&key) {
+                return (
+                    409,
+                    status_body(
+                        409,
+                        "AlreadyExists",
+                        &format!("leases.coordination.k8s.io \"{name}\" already exists"),
+                    ),
+                );
+            }
+            s.rv += 1;
+            s.seq += 1;
+            l["metadata"]["namespace"] = json!(ns);
+            l["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+            l["metadata"]["uid"] = json!(format!("lease-{:08}", s.seq));
+            l["apiVersion"] = json!("coordination.k8s.io/v1");
+            l["kind"] = json!("Lease");
+            s.leases.insert(key, l.clone());
+            (201, l)
+        }
+        (&Method::PUT, ["apis", "coordination.k8s.io", "v1", "namespaces", ns, "leases", name]) => {
+            let Ok(mut l) = parse(body) else {
+                return (400, status_body(400, "BadRequest", "lease is not JSON"));
+            };
+            let key = (ns.to_string(), name.to_string());
+            let Some(stored_rv) = s
+                .leases
+                .get(&key)
+                .map(|c| c["metadata"]["resourceVersion"].clone())
+            else {
+                return not_found(&format!("leases.coordination.k8s.io \"{name}\""));
+            };
+            let conflict = (
+                409,
+                status_body(
+                    409,
+                    "Conflict",
+                    &format!("Operation cannot be fulfilled on leases.coordination.k8s.io \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
+                ),
+            );
+            if s.lease_conflicts > 0 {
+                s.lease_conflicts -= 1;
+                s.rv += 1;
+                let rv = s.rv.to_string();
+                if let Some(c) = s.leases.get_mut(&key) {
+                    c["metadata"]["resourceVersion"] = json!(rv);
+                }
+                return conflict;
+            }
+            if l["metadata"]["resourceVersion"] != stored_rv {
+                return conflict;
+            }
+            s.rv += 1;
+            l["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+            s.leases.insert(key, l.clone());
+            (200, l)
+        }
         (&Method::GET, ["api", "v1", "pods"])
         | (&Method::GET, ["api", "v1", "namespaces", _, "pods"]) => {
             let ns = match parts.as_slice() {

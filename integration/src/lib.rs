@@ -9,6 +9,7 @@ pub mod fakeapi;
 pub mod journal;
 pub mod kmsg;
 pub mod kube;
+pub mod mysql;
 pub mod oci;
 pub mod oom;
 pub mod prometheus;

@@ -51,7 +51,12 @@ fn strs(v: &Value) -> Vec<String> {
 
 fn all_manifest_files() -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for dir in ["base", "overlays/docker"] {
+    for dir in [
+        "base",
+        "overlays/docker",
+        "eventer",
+        "eventer/components/custom-body",
+    ] {
         for e in std::fs::read_dir(deploy_dir().join(dir)).unwrap().flatten() {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "yaml") {
@@ -66,7 +71,7 @@ fn all_manifest_files() -> Vec<PathBuf> {
 #[test]
 fn every_manifest_parses_and_passes_schema_validation() {
     let files = all_manifest_files();
-    assert!(files.len() >= 7, "{files:?}");
+    assert!(files.len() >= 12, "{files:?}");
     for f in &files {
         assert!(!docs(f).is_empty(), "{} is empty", f.display());
     }
@@ -290,5 +295,163 @@ fn rule_configmaps_ship_the_default_rules() {
                 );
             }
         }
+    }
+}
+
+/// Every resource of deploy/eventer, from its kustomization.yaml's `resources`.
+fn eventer_resources() -> Vec<Value> {
+    let dir = deploy_dir().join("eventer");
+    let k = &docs(&dir.join("kustomization.yaml"))[0];
+    k["resources"]
+        .as_sequence()
+        .expect("resources")
+        .iter()
+        .flat_map(|r| docs(&dir.join(r.as_str().unwrap())))
+        .collect()
+}
+
+fn grants(rules: &Value) -> BTreeSet<String> {
+    let mut got = BTreeSet::new();
+    for rule in rules.as_sequence().unwrap() {
+        let names = strs(&rule["resourceNames"]);
+        for g in strs(&rule["apiGroups"]) {
+            for res in strs(&rule["resources"]) {
+                for verb in strs(&rule["verbs"]) {
+                    got.insert(format!(
+                        "{g}/{res}:{verb}{}",
+                        if names.is_empty() {
+                            String::new()
+                        } else {
+                            format!("@{}", names.join(","))
+                        }
+                    ));
+                }
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn eventer_rbac_is_exactly_what_it_uses() {
+    let all = eventer_resources();
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        grants(&find(&all, "ClusterRole", "nodeprobe-eventer")["rules"]),
+        set(&["/events:get", "/events:list", "/events:watch"])
+    );
+    let lease = find(&all, "Role", "nodeprobe-eventer-lease");
+    assert_eq!(lease["metadata"]["namespace"], "kube-system");
+    assert_eq!(
+        grants(&lease["rules"]),
+        set(&[
+            "coordination.k8s.io/leases:create",
+            "coordination.k8s.io/leases:get@nodeprobe-eventer",
+            "coordination.k8s.io/leases:update@nodeprobe-eventer",
+        ])
+    );
+    for (kind, name) in [
+        ("ClusterRoleBinding", "nodeprobe-eventer"),
+        ("RoleBinding", "nodeprobe-eventer-lease"),
+    ] {
+        let b = find(&all, kind, name);
+        assert_eq!(b["subjects"][0]["name"], "nodeprobe-eventer");
+        assert_eq!(b["subjects"][0]["namespace"], "kube-system");
+    }
+    find(&all, "ServiceAccount", "nodeprobe-eventer");
+    // The template ConfigMap component: that one ConfigMap, read only.
+    let comp = &docs(&deploy_dir().join("eventer/components/custom-body/rbac.yaml"))[0];
+    assert_eq!(
+        grants(&comp["rules"]),
+        set(&[
+            "/configmaps:get@custom-body",
+            "/configmaps:list@custom-body",
+            "/configmaps:watch@custom-body"
+        ])
+    );
+}
+
+#[test]
+fn eventer_deployment_is_ha_least_privilege_and_scraped() {
+    let all = eventer_resources();
+    let d = find(&all, "Deployment", "nodeprobe-eventer");
+    assert_eq!(d["spec"]["replicas"], 2);
+    let labels = &d["spec"]["template"]["metadata"]["labels"];
+    // deploy/monitoring's PodMonitor selects app=nodeprobe-eventer and port "metrics"
+    let pm = docs(&deploy_dir().join("monitoring/podmonitor.yaml"));
+    let pm = pm
+        .iter()
+        .find(|p| p["metadata"]["name"] == "nodeprobe-eventer")
+        .expect("PodMonitor");
+    for (k, v) in pm["spec"]["selector"]["matchLabels"].as_mapping().unwrap() {
+        assert_eq!(&labels[k], v, "pod label {k:?}");
+    }
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "nodeprobe-eventer");
+    let c = &pod["containers"][0];
+    let port = pm["spec"]["podMetricsEndpoints"][0]["port"]
+        .as_str()
+        .unwrap();
+    let p = c["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == port)
+        .expect("metrics port");
+    let args = strs(&c["args"]);
+    assert_eq!(args[0], "eventer");
+    let healthz = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--healthz-port="))
+        .unwrap_or("8084");
+    assert_eq!(p["containerPort"].as_u64().unwrap().to_string(), healthz);
+    assert!(args.contains(&"--leader-elect".to_string()), "{args:?}");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    // secrets only through $VARs from the Secret
+    for a in args.iter().filter(|a| a.starts_with("--sink=")) {
+        assert!(a.contains('$'), "a sink without a $VAR secret: {a}");
+        assert!(
+            !a.contains("access_token=") || a.contains("access_token=$"),
+            "{a}"
+        );
+    }
+    assert_eq!(
+        c["envFrom"][0]["secretRef"]["name"],
+        "nodeprobe-eventer-sinks"
+    );
+    let env = c["env"].as_sequence().unwrap();
+    for (name, path) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let e = env
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(e["valueFrom"]["fieldRef"]["fieldPath"], path);
+    }
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["privileged"], false);
+    assert_eq!(strs(&sc["capabilities"]["drop"]), vec!["ALL"]);
+    assert!(sc["capabilities"]["add"].is_null());
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    for m in c["volumeMounts"].as_sequence().into_iter().flatten() {
+        assert_eq!(m["readOnly"], true, "{m:?}");
+    }
+    assert!(c["resources"]["requests"]["cpu"].as_str().is_some());
+    assert!(c["resources"]["requests"]["memory"].as_str().is_some());
+    assert!(c["resources"]["limits"]["memory"].as_str().is_some());
+    // every flag is one of `nodeprobe eventer`
+    let help = nodeprobe(&["eventer", "--help"]).stdout;
+    for a in &args[1..] {
+        let flag = a.split('=').next().unwrap();
+        assert!(
+            help.contains(flag),
+            "{flag} (deploy/eventer) is not an eventer flag"
+        );
     }
 }

@@ -246,3 +246,81 @@ fn env_twins_carry_the_deployment_settings() {
         WAIT,
     );
 }
+
+/// Leader election against the fake API server's Leases: conflicting updates (409, someone
+/// else wrote) while the Lease is still ours keep the leader; renewals failing for longer
+/// than the renew deadline stop it (exit 1) before its term could be taken over.
+#[test]
+fn lease_conflicts_keep_the_leader_and_failed_renewals_stop_it() {
+    let api = FakeApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = api.write_kubeconfig(dir.path());
+    let mut e = Eventer::start(
+        &kc,
+        &[
+            "--sink",
+            "log:",
+            "--leader-elect",
+            "--lease-name",
+            "np-eventer",
+            "--lease-namespace",
+            "default",
+            "--lease-duration",
+            "6s",
+            "--lease-renew-deadline",
+            "4s",
+            "--lease-retry",
+            "1s",
+        ],
+        &[],
+    );
+    wait_until("leading", || e.metric("nodeprobe_eventer_leader") == 1.0);
+    let holder = |api: &FakeApi| {
+        api.lease("default", "np-eventer").map(|l| {
+            (
+                l["spec"]["holderIdentity"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                l["metadata"]["annotations"]["nodeprobe.io/eventer-progress"].is_string(),
+            )
+        })
+    };
+    let (me, _) = holder(&api).expect("the Lease");
+    assert!(!me.is_empty());
+    wait_until("a progress record", || holder(&api).is_some_and(|h| h.1));
+    // Three conflicting updates: re-read, still ours, renewed again.
+    api.lease_conflicts(3);
+    let renewed_before = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT" && r.status == 200)
+        .count();
+    wait_until("renewed after the conflicts", || {
+        api.requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.status == 200)
+            .count()
+            > renewed_before
+    });
+    assert!(
+        api.requests()
+            .iter()
+            .any(|r| r.method == "PUT" && r.status == 409),
+        "no conflict was served"
+    );
+    assert_eq!(e.wait_exit(Duration::from_secs(2)), None, "{}", e.logs());
+    assert_eq!(holder(&api).map(|h| h.0), Some(me));
+    // Every renewal fails for longer than the renew deadline: the leader stops.
+    let t0 = Instant::now();
+    api.fail_for(Duration::from_secs(10), 503);
+    let code = e.wait_exit(Duration::from_secs(10));
+    let took = t0.elapsed();
+    assert_eq!(code, Some(1), "{}", e.logs());
+    assert!(
+        took < Duration::from_secs(6),
+        "stopped after {took:?}, past the lease: {}",
+        e.logs()
+    );
+    assert!(e.logs().contains("not renewed for 4s"), "{}", e.logs());
+}

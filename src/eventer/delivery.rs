@@ -33,7 +33,7 @@ pub struct Settings {
     pub dedup_window: Duration,
 }
 
-enum Queued {
+pub enum Queued {
     Deliver(Arc<Item>),
     /// A Normal Event the chat sink's filters dropped: it still ends folding for its object.
     Reset(Arc<Item>),
@@ -82,13 +82,17 @@ impl SinkHandle {
             (h.finish() as usize) % self.shards.len()
         };
         let deliver = matches!(q, Queued::Deliver(_));
+        // Counted before it is sent: a worker may take it (and count it out) at once.
+        let n = self.len.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         match self.shards[shard].try_send(q) {
             Ok(()) => {
-                let n = self.len.fetch_add(1, Ordering::Relaxed) + 1;
                 self.metrics.queue_len(label, n);
             }
-            Err(_) if !deliver => {}
+            Err(_) if !deliver => {
+                self.len.fetch_sub(1, Ordering::Relaxed);
+            }
             Err(_) => {
+                self.len.fetch_sub(1, Ordering::Relaxed);
                 self.metrics.dropped(label, "queue_full", 1);
                 // Log the first drop, then at most one line per 10 s with the count.
                 let mut d = self.drops_logged.lock().unwrap_or_else(|p| p.into_inner());
@@ -128,6 +132,26 @@ pub fn start(
     metrics.sink_init(sink.label());
     let len = Arc::new(AtomicUsize::new(0));
     let chat = sink.chat();
+    if sink.is_batch() {
+        let (tx, rx) = mpsc::channel(settings.queue.max(1));
+        let q = super::sinks::BatchQueue {
+            rx,
+            len: len.clone(),
+            metrics: metrics.clone(),
+        };
+        let tasks = sink.batch_worker(q).map(tokio::spawn).into_iter().collect();
+        return (
+            SinkHandle {
+                sink,
+                shards: vec![tx],
+                len,
+                metrics,
+                chat: false,
+                drops_logged: std::sync::Mutex::new((None, 0)),
+            },
+            tasks,
+        );
+    }
     let workers = if chat.is_some() {
         1
     } else {

@@ -144,7 +144,9 @@ impl Fold {
                 }
                 if delta > 0 {
                     e.pending += delta;
-                    e.latest = item;
+                    // Counted into a follow-up: its delivery progress ends here (a
+                    // restart loses a pending follow-up, never re-sends the Event).
+                    e.latest = Arc::new(item.detached());
                 }
                 return;
             }
@@ -160,7 +162,7 @@ impl Fold {
                 start: now,
                 warning,
                 pending: 0,
-                latest: item.clone(),
+                latest: Arc::new(item.detached()),
                 last_uid: uid,
                 last_count: count,
             },

@@ -65,6 +65,9 @@ pub struct EventerMetrics {
     watch: Mutex<(Option<Instant>, Option<Instant>)>,
     pub started: Instant,
     pub delivered_set: AtomicU64,
+    /// 1 while this replica holds the Lease and delivers.
+    pub leader: Gauge,
+    pub lease_errors: Counter,
 }
 
 impl Default for EventerMetrics {
@@ -99,6 +102,8 @@ impl EventerMetrics {
             watch: Mutex::new((None, None)),
             started: Instant::now(),
             delivered_set: AtomicU64::new(0),
+            leader: Default::default(),
+            lease_errors: Default::default(),
             registry: Registry::default(),
         };
         let p = "nodeprobe_eventer_";
@@ -111,6 +116,16 @@ impl EventerMetrics {
             format!("{p}events_skipped"),
             "Events not forwarded: already delivered (same uid and count) or older than the start",
             m.skipped.clone(),
+        );
+        r.register(
+            format!("{p}leader"),
+            "1 while this replica holds the Lease and delivers (0: standby)",
+            m.leader.clone(),
+        );
+        r.register(
+            format!("{p}lease_errors"),
+            "Failed reads and writes of the Lease (leader election, progress record)",
+            m.lease_errors.clone(),
         );
         r.register(
             format!("{p}watch_errors"),

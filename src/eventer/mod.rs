@@ -12,7 +12,9 @@ pub mod delivery;
 pub mod event;
 pub mod filter;
 pub mod fold;
+pub mod lease;
 pub mod metrics;
+pub mod progress;
 pub mod quota;
 pub mod sinks;
 pub mod source;
@@ -38,6 +40,9 @@ pub struct Item {
     pub event: Event,
     /// When the watch delivered it (latency is measured from here).
     pub received: Instant,
+    /// Delivery progress: the change counts as delivered when the last holder of the item
+    /// drops it (see `progress`).
+    pub token: Option<Arc<progress::Token>>,
 }
 
 impl Item {
@@ -45,6 +50,16 @@ impl Item {
         Item {
             event,
             received: Instant::now(),
+            token: None,
+        }
+    }
+
+    /// A copy that does not hold the delivery progress back.
+    pub fn detached(&self) -> Item {
+        Item {
+            event: self.event.clone(),
+            received: self.received,
+            token: None,
         }
     }
 }
@@ -58,7 +73,7 @@ pub struct EventerArgs {
     pub source: String,
 
     /// A sink, `<type>:<uri>` (repeatable; in the env twin one per line). Types: webhook,
-    /// dingtalk, feishu, lark, log. `$VAR` in the URI is taken from the environment.
+    /// dingtalk, feishu, lark, log, mysql. `$VAR` in the URI is taken from the environment.
     #[arg(
         long = "sink",
         env = "NODEPROBE_EVENTER_SINK",
@@ -143,6 +158,42 @@ pub struct EventerArgs {
     #[arg(long = "watch-timeout", env = "NODEPROBE_EVENTER_WATCH_TIMEOUT", default_value = "60s", value_parser = probes::parse_duration)]
     pub watch_timeout: Duration,
 
+    /// Run as one of several replicas: only the holder of the Lease (--lease-name)
+    /// delivers; another takes over when it stops renewing.
+    #[arg(long = "leader-elect", env = "NODEPROBE_EVENTER_LEADER_ELECT")]
+    pub leader_elect: bool,
+
+    /// The `coordination.k8s.io/v1` Lease used for leader election and for the progress
+    /// record (how far delivery got, so a restart delivers what happened meanwhile).
+    #[arg(
+        long = "lease-name",
+        env = "NODEPROBE_EVENTER_LEASE_NAME",
+        default_value = "nodeprobe-eventer"
+    )]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (default: $POD_NAMESPACE, else kube-system).
+    #[arg(long = "lease-namespace", env = "NODEPROBE_EVENTER_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// A leader that has not renewed for this long is replaced.
+    #[arg(long = "lease-duration", env = "NODEPROBE_EVENTER_LEASE_DURATION", default_value = "15s", value_parser = probes::parse_duration)]
+    pub lease_duration: Duration,
+
+    /// The leader stops delivering (and exits) when it could not renew for this long.
+    #[arg(long = "lease-renew-deadline", env = "NODEPROBE_EVENTER_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = probes::parse_duration)]
+    pub lease_renew_deadline: Duration,
+
+    /// The leader renews (and stores the progress record) this often; standbys look at
+    /// the Lease twice as often.
+    #[arg(long = "lease-retry", env = "NODEPROBE_EVENTER_LEASE_RETRY", default_value = "2s", value_parser = probes::parse_duration)]
+    pub lease_retry: Duration,
+
+    /// Store the progress record in the Lease (without --leader-elect too). Off: every
+    /// start delivers only new Events (or --since), as kube-eventer.
+    #[arg(long = "record-progress", env = "NODEPROBE_EVENTER_RECORD_PROGRESS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub record_progress: bool,
+
     /// On SIGTERM, how long queued messages may still be sent.
     #[arg(long = "shutdown-grace", env = "NODEPROBE_EVENTER_SHUTDOWN_GRACE", default_value = "5s", value_parser = probes::parse_duration)]
     pub shutdown_grace: Duration,
@@ -212,6 +263,15 @@ pub fn plan(
         return Err(EventerError::Flag {
             flag: "sink",
             msg: "at least one sink is required".into(),
+        });
+    }
+    if args.leader_elect
+        && (args.lease_renew_deadline >= args.lease_duration
+            || args.lease_retry >= args.lease_renew_deadline)
+    {
+        return Err(EventerError::Flag {
+            flag: "lease-duration",
+            msg: "need --lease-retry < --lease-renew-deadline < --lease-duration".into(),
         });
     }
     if args.sink_queue == 0 {
@@ -367,10 +427,152 @@ async fn follow_configmap(
     }
 }
 
+fn lease_settings(args: &EventerArgs) -> lease::LeaseSettings {
+    let namespace = args
+        .lease_namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|n| !n.is_empty())
+        })
+        .unwrap_or_else(|| "kube-system".into());
+    let host = std::env::var("POD_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+        })
+        .unwrap_or_else(|| "eventer".into());
+    lease::LeaseSettings {
+        name: args.lease_name.clone(),
+        namespace,
+        identity: format!("{host}_{}", std::process::id()),
+        duration: args.lease_duration,
+        renew_deadline: args.lease_renew_deadline,
+        retry: args.lease_retry,
+        elect: args.leader_elect,
+    }
+}
+
+/// Wait to hold the Lease (standby until then). `None`: stopped while waiting.
+async fn acquire(
+    elector: &mut lease::Elector,
+    metrics: &EventerMetrics,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Option<progress::Record>> {
+    let mut observed = lease::Observed::default();
+    let mut logged = false;
+    let poll = elector.s.retry / 2;
+    loop {
+        match elector.try_acquire(&mut observed).await {
+            Ok(Some(record)) => return Some(record),
+            Ok(None) => {
+                // A healthy standby is ready (it takes over when needed).
+                metrics
+                    .ready
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                if !logged {
+                    tracing::info!(
+                        "standby: Lease {}/{} is held by another replica",
+                        elector.s.namespace,
+                        elector.s.name
+                    );
+                    logged = true;
+                }
+            }
+            Err(e) => {
+                metrics.lease_errors.inc();
+                tracing::warn!("{e}");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = stop.changed() => return None,
+        }
+    }
+}
+
 async fn run(args: EventerArgs, plan: Plan) -> Result<i32, EventerError> {
     let metrics = Arc::new(EventerMetrics::new());
     let client = client::HttpClient::new(args.sink_timeout, args.ca_file.as_deref())?;
     let kube = kube_client(&args, &plan.source).await?;
+    let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    if args.healthz_port != 0 {
+        let m = metrics.clone();
+        let (watch_bound, sink_bound) = (args.healthz_watch_bound, args.healthz_sink_bound);
+        let quiet = args.watch_timeout + Duration::from_secs(90);
+        let route: crate::report::http::Route = Arc::new(move |method: &Method, path: &str| {
+            status_route(&m, method, path, watch_bound, sink_bound, quiet)
+        });
+        let addr = SocketAddr::new(args.healthz_ip, args.healthz_port);
+        let (bound, _) = serve_routes(addr, route, stop.clone()).await?;
+        tracing::info!("eventer endpoints on http://{bound}");
+    }
+    // The Lease: wait for it (leader election), or take it for the progress record.
+    let ls = lease_settings(&args);
+    let mut elector = lease::Elector::new(
+        kube::Api::namespaced(kube.clone(), &ls.namespace),
+        ls.clone(),
+    );
+    let mut holding = false;
+    let mut resume = None;
+    if args.leader_elect {
+        match acquire(&mut elector, &metrics, &mut stop).await {
+            Some(r) => {
+                resume = r;
+                holding = true;
+            }
+            None => return Ok(crate::exit::OK),
+        }
+        metrics
+            .ready
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(
+            "leading: holding Lease {}/{} as {}",
+            ls.namespace,
+            ls.name,
+            ls.identity
+        );
+    } else if args.record_progress {
+        let mut observed = lease::Observed::default();
+        match elector.try_acquire(&mut observed).await {
+            Ok(Some(r)) => {
+                resume = r;
+                holding = true;
+            }
+            Ok(None) => tracing::warn!(
+                "Lease {}/{} changed while taking it; running without a progress record",
+                ls.namespace,
+                ls.name
+            ),
+            Err(e) => {
+                metrics.lease_errors.inc();
+                tracing::warn!(
+                    "{e}; running without a progress record (a restart delivers only new Events)"
+                )
+            }
+        }
+    }
+    metrics.leader.set(1);
+    match &resume {
+        Some(r) => tracing::info!(
+            "resuming after resourceVersion {} (+{} delivered above it)",
+            r.resource_version,
+            r.done.len()
+        ),
+        None if holding => tracing::info!("no progress record yet: delivering new Events"),
+        None => {}
+    }
+    let progress = holding.then(|| progress::Progress::resume(resume.as_ref()));
+
     for s in &plan.sinks {
         if let Some((ns, name, slot)) = s.configmap() {
             let t = read_configmap(&kube, s.label(), ns, name).await?;
@@ -384,18 +586,6 @@ async fn run(args: EventerArgs, plan: Plan) -> Result<i32, EventerError> {
                 metrics.clone(),
             ));
         }
-    }
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    if args.healthz_port != 0 {
-        let m = metrics.clone();
-        let (watch_bound, sink_bound) = (args.healthz_watch_bound, args.healthz_sink_bound);
-        let quiet = args.watch_timeout + Duration::from_secs(90);
-        let route: crate::report::http::Route = Arc::new(move |method: &Method, path: &str| {
-            status_route(&m, method, path, watch_bound, sink_bound, quiet)
-        });
-        let addr = SocketAddr::new(args.healthz_ip, args.healthz_port);
-        let (bound, _) = serve_routes(addr, route, stop.clone()).await?;
-        tracing::info!("eventer endpoints on http://{bound}");
     }
     let settings = delivery::Settings {
         queue: args.sink_queue,
@@ -418,6 +608,8 @@ async fn run(args: EventerArgs, plan: Plan) -> Result<i32, EventerError> {
     let source_settings = source::SourceSettings {
         since,
         watch_timeout: u32::try_from(args.watch_timeout.as_secs().clamp(1, 3600)).unwrap_or(60),
+        resume,
+        progress: progress.clone(),
     };
     let src = tokio::spawn(source::run(
         kube,
@@ -430,18 +622,46 @@ async fn run(args: EventerArgs, plan: Plan) -> Result<i32, EventerError> {
         },
         stop.clone(),
     ));
-    wait_for_signal().await;
+    let held = match &progress {
+        Some(p) => {
+            let p = p.clone();
+            elector.hold(move || p.record(), stop.clone()).await
+        }
+        None => {
+            let _ = stop.changed().await;
+            Ok(())
+        }
+    };
+    if let Err(e) = held {
+        // Another replica delivers now (or will): stop at once, restart as a standby.
+        metrics.leader.set(0);
+        tracing::error!("lost the leadership: {e}; exiting");
+        return Ok(crate::exit::PROBLEM);
+    }
     tracing::info!(
         "stopping: delivering what is queued for up to {:?}",
         args.shutdown_grace
     );
-    let _ = stop_tx.send(true);
     // The source ends and drops the handles: the workers drain their queues and end.
     let _ = src.await;
     let drained =
         tokio::time::timeout(args.shutdown_grace, futures_util::future::join_all(tasks)).await;
     if drained.is_err() {
-        tracing::warn!("stopping with messages still queued or being retried");
+        tracing::warn!(
+            "stopping with messages still queued or being retried (the next run delivers them)"
+        );
+    }
+    if let Some(p) = &progress {
+        // Before the runtime drops what is still queued: those stay undelivered in the record.
+        let r = p.record();
+        match tokio::time::timeout(Duration::from_secs(5), elector.release(&r)).await {
+            Ok(Ok(())) => tracing::info!(
+                "progress stored (resourceVersion {}); Lease released",
+                r.resource_version
+            ),
+            Ok(Err(e)) => tracing::warn!("storing the progress record: {e}"),
+            Err(_) => tracing::warn!("storing the progress record: no answer"),
+        }
     }
     Ok(crate::exit::OK)
 }

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use super::event::{filter_namespace, last_seen, occurrences};
 use super::metrics::EventerMetrics;
+use super::progress::{rv_number, Progress, Record};
 use super::Item;
 
 /// Entries kept at most (a cluster holds far fewer Events: they expire after an hour).
@@ -122,6 +123,11 @@ pub struct SourceSettings {
     pub since: Option<Timestamp>,
     /// Server-side watch timeout (seconds): a healthy watch is renewed this often.
     pub watch_timeout: u32,
+    /// A stored progress record: the first list delivers every Event change it does not
+    /// cover (instead of applying `since`).
+    pub resume: Option<Record>,
+    /// Where delivery progress is tracked (tokens travel with the Events).
+    pub progress: Option<Arc<Progress>>,
 }
 
 /// Run until `shutdown`: every Event to deliver goes to `out`.
@@ -157,8 +163,17 @@ pub async fn run(
                         delivered.begin_list();
                     }
                     WatchEvent::InitApply(e) => {
-                        let since = if first_list { settings.since } else { None };
-                        consider(e, &mut delivered, since, &metrics, &mut out);
+                        let (since, resume) = match (first_list, &settings.resume) {
+                            (true, Some(r)) => (None, Some(r)),
+                            (true, None) => (settings.since, None),
+                            _ => (None, None),
+                        };
+                        let cx = Cx {
+                            since,
+                            resume,
+                            progress: settings.progress.as_ref(),
+                        };
+                        consider(e, &mut delivered, cx, &metrics, &mut out);
                     }
                     WatchEvent::InitDone => {
                         in_list = false;
@@ -172,7 +187,14 @@ pub async fn run(
                         first_list = false;
                         metrics.ready.store(true, Ordering::Relaxed);
                     }
-                    WatchEvent::Apply(e) => consider(e, &mut delivered, None, &metrics, &mut out),
+                    WatchEvent::Apply(e) => {
+                        let cx = Cx {
+                            since: None,
+                            resume: None,
+                            progress: settings.progress.as_ref(),
+                        };
+                        consider(e, &mut delivered, cx, &metrics, &mut out)
+                    }
                     WatchEvent::Delete(e) => delivered.forget(&e),
                 }
                 metrics
@@ -184,10 +206,17 @@ pub async fn run(
     }
 }
 
+/// How to judge one Event.
+struct Cx<'a> {
+    since: Option<Timestamp>,
+    resume: Option<&'a Record>,
+    progress: Option<&'a Arc<Progress>>,
+}
+
 fn consider(
     mut ev: Event,
     delivered: &mut Delivered,
-    since: Option<Timestamp>,
+    cx: Cx<'_>,
     metrics: &EventerMetrics,
     out: &mut impl FnMut(Arc<Item>),
 ) {
@@ -200,10 +229,31 @@ fn consider(
         filter_namespace(&ev),
         ev.involved_object.kind.as_deref().unwrap_or(""),
     );
-    match delivered.judge(&ev, since) {
+    let rv = rv_number(ev.metadata.resource_version.as_deref());
+    let mut verdict = delivered.judge(&ev, cx.since);
+    if let (Some(r), Some(rv), Verdict::Deliver) = (cx.resume, rv, verdict) {
+        if r.covers(rv) {
+            // Delivered before the restart (the record says so).
+            verdict = Verdict::Seen;
+        }
+    }
+    match (verdict, cx.progress, rv) {
+        (Verdict::Deliver, Some(p), Some(rv)) => {
+            let token = Some(Arc::new(p.hand(rv)));
+            return out(Arc::new(Item {
+                event: ev,
+                received,
+                token,
+            }));
+        }
+        (_, Some(p), Some(rv)) => p.seen(rv),
+        _ => {}
+    }
+    match verdict {
         Verdict::Deliver => out(Arc::new(Item {
             event: ev,
             received,
+            token: None,
         })),
         Verdict::Seen => metrics.skipped("delivered"),
         Verdict::Old => metrics.skipped("before_start"),

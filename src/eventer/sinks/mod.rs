@@ -5,8 +5,10 @@
 pub mod dingtalk;
 pub mod feishu;
 pub mod log;
+pub mod mysql;
 pub mod webhook;
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -73,11 +75,30 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
     fn configmap(&self) -> Option<(&str, &str, &TemplateSlot)> {
         None
     }
+    /// A sink that writes batches with its own worker (databases) instead of one request
+    /// per message.
+    fn is_batch(&self) -> bool {
+        false
+    }
+    /// The worker of a batch sink, reading the sink's queue.
+    fn batch_worker(&self, _q: BatchQueue) -> Option<BatchWorker> {
+        None
+    }
     fn build(&self, msg: &Message, now: Timestamp) -> Result<Payload, BuildError>;
     fn judge(&self, a: &Answer) -> Outcome {
         judge_http(a)
     }
 }
+
+/// What the delivery layer hands a batch sink's worker: the queue, its length (decremented
+/// by the worker for each message taken) and the metrics.
+pub struct BatchQueue {
+    pub rx: tokio::sync::mpsc::Receiver<super::delivery::Queued>,
+    pub len: Arc<AtomicUsize>,
+    pub metrics: Arc<super::metrics::EventerMetrics>,
+}
+
+pub type BatchWorker = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// HTTP-level verdict: any 2xx is delivered; 408, 429 and 5xx are retried (429 honours
 /// `Retry-After` in seconds); other statuses are rejected.
@@ -251,7 +272,7 @@ pub fn template_event(msg: &Message, now: Timestamp) -> Event {
 }
 
 /// Sink types `--sink` accepts.
-pub const SINK_TYPES: &[&str] = &["webhook", "dingtalk", "feishu", "lark", "log"];
+pub const SINK_TYPES: &[&str] = &["webhook", "dingtalk", "feishu", "lark", "log", "mysql"];
 
 /// Build every `--sink` (a startup error names the sink and the cause).
 pub fn build_all(specs: &[SinkSpec]) -> Result<Vec<Arc<dyn Sink>>, UriError> {
@@ -280,6 +301,7 @@ pub fn build_all(specs: &[SinkSpec]) -> Result<Vec<Arc<dyn Sink>>, UriError> {
                 &Uri::parse(&s.raw, &what)?,
             )?),
             "log" => Arc::new(log::Log::from_uri(label, &s.raw)?),
+            "mysql" => Arc::new(mysql::Mysql::from_uri(label, &s.raw)?),
             other => {
                 return Err(UriError::UnknownSink {
                     sink: other.to_string(),
