@@ -29,7 +29,14 @@ impl Drop for Proc {
 
 fn oneshot(probe: &str, extra: &[&str]) -> Run {
     let args = [
-        &["--oneshot", "--oneshot-logs=false", "--output", "json", "--probes", probe][..],
+        &[
+            "--oneshot",
+            "--oneshot-logs=false",
+            "--output",
+            "json",
+            "--probes",
+            probe,
+        ][..],
         extra,
     ]
     .concat();
@@ -97,7 +104,14 @@ fn fd_pressure_follows_real_open_files() {
         .map(|_| std::fs::File::open(&path).unwrap())
         .collect();
     let pressed = nodeprobe_env(
-        &["--oneshot", "--oneshot-logs=false", "--output", "json", "--probes", "fd-pressure"],
+        &[
+            "--oneshot",
+            "--oneshot-logs=false",
+            "--output",
+            "json",
+            "--probes",
+            "fd-pressure",
+        ],
         &[("NODEPROBE_FD_PRESSURE_THRESHOLD", &t)],
     );
     assert_eq!(pressed.code, 1, "{pressed:?}");
@@ -477,7 +491,14 @@ fn kubelet_answers_500_hang_and_refused() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let run = nodeprobe_env(
-        &["--oneshot", "--oneshot-logs=false", "--output", "json", "--probes", "kubelet"],
+        &[
+            "--oneshot",
+            "--oneshot-logs=false",
+            "--output",
+            "json",
+            "--probes",
+            "kubelet",
+        ],
         &[("NODEPROBE_KUBELET_PORT", &port.to_string())],
     );
     assert_eq!(run.code, 2, "Unknown, not a problem: {run:?}");
