@@ -516,11 +516,18 @@ mod tests {
         let plan = load_plugins(&files, false).unwrap();
         assert_eq!(plan.mappings.len(), 2);
         let names = select_probes(&plan, &[], &[]).unwrap();
-        assert_eq!(names, vec!["ntp", "runtime"]);
+        let scripted = |p: &&str| plugins::KNOWN_SCRIPTS.iter().any(|(_, q)| q == p);
+        // of the probes replacing a script, only the files' two; the others as by default
+        assert_eq!(
+            names.iter().copied().filter(scripted).collect::<Vec<_>>(),
+            vec!["ntp", "runtime"]
+        );
+        assert!(names.contains(&"fd-pressure"), "{names:?}");
         let host = HostPaths::default();
         let configs = ProbeConfigs::default();
+        let at = |name: &str| names.iter().position(|p| *p == name).unwrap();
         let probes = build_probes(&host, &configs, &names, &plan, &|_| false);
-        let (ntp, runtime) = (&probes[0], &probes[1]);
+        let (ntp, runtime) = (&probes[at("ntp")], &probes[at("runtime")]);
         assert_eq!(ntp.interval(), Duration::from_secs(60));
         assert_eq!(ntp.timeout(), Duration::from_secs(30));
         assert_eq!(ntp.decl().source, "ntp-problem-custom-plugin-monitor");
@@ -533,13 +540,16 @@ mod tests {
         );
         // an explicit --ntp-interval wins over the file
         let probes = build_probes(&host, &configs, &names, &plan, &|id| id == "ntp-interval");
-        assert_eq!(probes[0].interval(), configs.ntp.interval);
-        assert_eq!(probes[0].timeout(), Duration::from_secs(30));
+        assert_eq!(probes[at("ntp")].interval(), configs.ntp.interval);
+        assert_eq!(probes[at("ntp")].timeout(), Duration::from_secs(30));
         // --probes: the files only configure; --disable-probes drops a file's probe
         let only = select_probes(&plan, &["inodes".to_string()], &[]).unwrap();
         assert_eq!(only, vec!["inodes"]);
         let without = select_probes(&plan, &[], &["ntp".to_string()]).unwrap();
-        assert_eq!(without, vec!["runtime"]);
+        assert_eq!(
+            without.iter().copied().filter(scripted).collect::<Vec<_>>(),
+            vec!["runtime"]
+        );
         // an unknown script: an error, or skipped
         let gpu = std::env::temp_dir().join(format!("npd-gpu-{}.json", std::process::id()));
         std::fs::write(

@@ -213,7 +213,9 @@ pub fn parse_rfc1123(s: &str) -> Option<i64> {
         .iter()
         .find_map(|z| s.strip_suffix(z).filter(|r| r.ends_with(' ')))?;
     let t = jiff::fmt::rfc2822::parse(&format!("{utc}+0000")).ok()?;
-    Some(t.timestamp().as_second())
+    // the same range as parse_datetime: a date before 1970 is garbage, not a notice
+    let unix = t.timestamp().as_second();
+    (0..=MAX_UNIX).contains(&unix).then_some(unix)
 }
 
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
@@ -731,6 +733,8 @@ mod tests {
         );
         // seconds are optional in RFC 2822 (jiff's parser)
         assert_eq!(parse_rfc1123("Mon, 19 Sep 2016 18:29 UTC"), Some(1474309740));
+        // found by fuzzing (metadata_answer): a year before 1970 is no notice time
+        assert_eq!(parse_rfc1123("Fri, 27 Nov 0635 09:30:00 GMT"), None);
         for bad in [
             "",
             "Mon, 19 Foo 2016 18:29:47 GMT",

@@ -323,7 +323,14 @@ fn split_host_port(addr: &str, what: &str) -> Result<(String, u16), UriError> {
             _ => (addr, None),
         }
     };
-    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@') {
+    // A name or an address: no spaces, control characters or URL delimiters, and colons
+    // only in an IPv6 address (bare `::1`, as Go's driver takes it, or `[::1]:3306`).
+    if host.is_empty()
+        || host.contains(|c: char| {
+            c.is_whitespace() || c.is_control() || matches!(c, '/' | '@' | '[' | ']')
+        })
+        || (host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err())
+    {
         return Err(bad(what, format!("address {addr:?}: no valid host")));
     }
     let port = match port {
@@ -1153,6 +1160,11 @@ mod tests {
         assert!(e("?u:pw@tcp(h)/db?timeout=soon").contains("duration"));
         assert!(e("?u:pw@tcp(h)/db?batch=0").contains("batch"));
         assert!(e("mysql://u:%zz@h/db").contains("%-escape"));
+        // found by fuzzing (mysql_dsn): a stray bracket, control bytes, colons outside IPv6
+        assert!(e("?u:pw@tcp(F:\x17\x17:1])/db").contains("no valid host"));
+        assert!(e("?u:pw@tcp(db\x01:3306)/db").contains("no valid host"));
+        assert!(e("?u:pw@tcp(a:b:c)/db").contains("no valid host"));
+        assert_eq!(dsn("?u:pw@tcp(::1)/db").host, "::1");
         let f = Mysql::from_uri("mysql".into(), "?u:pw@tcp(h)/db?level=Info").unwrap_err();
         assert!(f.to_string().contains("level"), "{f}");
         let m = Mysql::from_uri("mysql".into(), "?u:pw@tcp(h)/db?level=Warning&kinds=Pod").unwrap();
