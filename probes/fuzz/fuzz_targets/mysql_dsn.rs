@@ -51,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
         && !d.host.contains(&d.password)
         && !d.socket.as_deref().unwrap_or("").contains(&d.password)
         && !d.table.contains(&d.password)
+        && !d.port.to_string().contains(&d.password)
     {
         assert!(!shown.contains(&d.password), "{shown}");
     }

@@ -135,6 +135,10 @@ pub fn parse_dsn(raw: &str, what: &str) -> Result<(Dsn, Query), UriError> {
     if database.is_empty() {
         return Err(bad(what, "no database name (…/DATABASE)"));
     }
+    // MySQL names cannot hold NUL, and no real one holds other control characters.
+    if database.contains(char::is_control) {
+        return Err(bad(what, "the database name has control characters"));
+    }
     if user.is_empty() {
         return Err(bad(what, "no user (USER:PASSWORD@…)"));
     }
@@ -1164,6 +1168,7 @@ mod tests {
         assert!(e("?u:pw@tcp(F:\x17\x17:1])/db").contains("no valid host"));
         assert!(e("?u:pw@tcp(db\x01:3306)/db").contains("no valid host"));
         assert!(e("?u:pw@tcp(a:b:c)/db").contains("no valid host"));
+        assert!(e("?u:pw@/\x00\x00[k").contains("control characters"));
         assert_eq!(dsn("?u:pw@tcp(::1)/db").host, "::1");
         let f = Mysql::from_uri("mysql".into(), "?u:pw@tcp(h)/db?level=Info").unwrap_err();
         assert!(f.to_string().contains("level"), "{f}");
