@@ -4,7 +4,7 @@
 //! * any text: parsed or refused with an error naming the sink, never a panic;
 //! * a parsed DSN has a user, a database, a safe table name (it is put in SQL), session
 //!   variables with identifier names, and a batch and buffer in range; its `Debug` and
-//!   description never show the password;
+//!   description do not depend on the password;
 //! * round trip: the URL form written back from the parts (user and password
 //!   percent-encoded) parses to the same user, password, host, port and database.
 #![no_main]
@@ -44,17 +44,13 @@ fuzz_target!(|data: &[u8]| {
     }
     let sql = upsert_sql(&d.table, 1);
     assert!(sql.starts_with(&format!("INSERT INTO `{}` (", d.table)));
+    // The password has no part in what is shown: the same text with any other password.
     let shown = format!("{d:?} {}", d.describe());
-    if d.password.len() >= 4
-        && !d.user.contains(&d.password)
-        && !d.database.contains(&d.password)
-        && !d.host.contains(&d.password)
-        && !d.socket.as_deref().unwrap_or("").contains(&d.password)
-        && !d.table.contains(&d.password)
-        && !d.port.to_string().contains(&d.password)
-    {
-        assert!(!shown.contains(&d.password), "{shown}");
-    }
+    let other = nodeprobe::eventer::sinks::mysql::Dsn {
+        password: format!("{}\u{1}x", d.password),
+        ..d.clone()
+    };
+    assert_eq!(shown, format!("{other:?} {}", other.describe()));
     if d.socket.is_none() && !d.database.contains(['/', '?', '%']) {
         let host = if d.host.contains(':') {
             format!("[{}]", d.host)

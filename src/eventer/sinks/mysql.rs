@@ -135,9 +135,13 @@ pub fn parse_dsn(raw: &str, what: &str) -> Result<(Dsn, Query), UriError> {
     if database.is_empty() {
         return Err(bad(what, "no database name (…/DATABASE)"));
     }
-    // MySQL names cannot hold NUL, and no real one holds other control characters.
-    if database.contains(char::is_control) {
-        return Err(bad(what, "the database name has control characters"));
+    // MySQL names cannot hold NUL or end with a space; no real one holds other control
+    // characters.
+    if database.contains(char::is_control) || database.ends_with(char::is_whitespace) {
+        return Err(bad(
+            what,
+            "the database name has control characters or ends with a space",
+        ));
     }
     if user.is_empty() {
         return Err(bad(what, "no user (USER:PASSWORD@…)"));
@@ -1169,6 +1173,7 @@ mod tests {
         assert!(e("?u:pw@tcp(db\x01:3306)/db").contains("no valid host"));
         assert!(e("?u:pw@tcp(a:b:c)/db").contains("no valid host"));
         assert!(e("?u:pw@/\x00\x00[k").contains("control characters"));
+        assert!(e("?u:pw@/d ?timeout=1s").contains("ends with a space"));
         assert_eq!(dsn("?u:pw@tcp(::1)/db").host, "::1");
         let f = Mysql::from_uri("mysql".into(), "?u:pw@tcp(h)/db?level=Info").unwrap_err();
         assert!(f.to_string().contains("level"), "{f}");
