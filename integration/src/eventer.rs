@@ -22,6 +22,19 @@ pub fn real_kubeconfig() -> Option<PathBuf> {
         .filter(|p| p.exists())
 }
 
+/// A client for the real API server; without one `None`, after [`crate::require`] (which
+/// fails the test in CI).
+pub fn real_kube() -> Option<Kube> {
+    let kc = real_kubeconfig();
+    if !crate::require(
+        kc.is_some(),
+        "NODEPROBE_IT_KUBECONFIG (a real kube-apiserver)",
+    ) {
+        return None;
+    }
+    Some(Kube::new(&kc.unwrap_or_default()))
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -4,23 +4,12 @@
 
 use std::time::Duration;
 
-use nodeprobe_integration::eventer::{real_kubeconfig, Ev, Eventer, Kube, TestNamespace};
+use nodeprobe_integration::eventer::{real_kube, Ev, Eventer, Kube, TestNamespace};
 use nodeprobe_integration::receivers::{Receiver, Vendor};
 use nodeprobe_integration::require;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn kube() -> Option<Kube> {
-    let kc = real_kubeconfig();
-    if !require(
-        kc.is_some(),
-        "NODEPROBE_IT_KUBECONFIG (a real kube-apiserver)",
-    ) {
-        return None;
-    }
-    Some(Kube::new(&kc.unwrap_or_default()))
-}
 
 /// The users' `custom-body` ConfigMap template (verbatim copy of the seed).
 fn users_template() -> String {
@@ -65,7 +54,7 @@ fn card_content(body: &Value) -> String {
 
 #[test]
 fn users_feishu_template_renders_every_message_as_valid_json() {
-    let Some(k) = kube() else { return };
+    let Some(k) = real_kube() else { return };
     require(
         std::path::Path::new("/usr/share/zoneinfo/Asia/Shanghai").exists(),
         "tzdata (/usr/share/zoneinfo)",
@@ -205,7 +194,7 @@ fn users_feishu_template_renders_every_message_as_valid_json() {
 
 #[test]
 fn filters_every_reason_value_node_namespaces_and_level() {
-    let Some(k) = kube() else { return };
+    let Some(k) = real_kube() else { return };
     let ns = TestNamespace::new(&k, "evfilter");
     let other = TestNamespace::new(&k, "evfilter-other");
     let hook = Receiver::start(Vendor::Webhook { status: 204 });
@@ -283,7 +272,7 @@ fn filters_every_reason_value_node_namespaces_and_level() {
 
 #[test]
 fn count_updates_fold_into_one_follow_up_and_recoveries_pass() {
-    let Some(k) = kube() else { return };
+    let Some(k) = real_kube() else { return };
     let ns = TestNamespace::new(&k, "evdedup");
     let ding = Receiver::start(Vendor::DingTalk {
         token: "tok".into(),
@@ -364,7 +353,7 @@ fn count_updates_fold_into_one_follow_up_and_recoveries_pass() {
 
 #[test]
 fn dingtalk_quota_folds_the_overflow_into_one_summary() {
-    let Some(k) = kube() else { return };
+    let Some(k) = real_kube() else { return };
     let ns = TestNamespace::new(&k, "evquota");
     let ding = Receiver::start(Vendor::DingTalk {
         token: "tok".into(),
@@ -455,7 +444,7 @@ fn dingtalk_quota_folds_the_overflow_into_one_summary() {
 
 #[test]
 fn a_hung_receiver_delays_no_other_sink_and_its_drops_are_counted() {
-    let Some(k) = kube() else { return };
+    let Some(k) = real_kube() else { return };
     let ns = TestNamespace::new(&k, "evhung");
     let hung = Receiver::start(Vendor::Webhook { status: 200 });
     hung.set_hang(true);

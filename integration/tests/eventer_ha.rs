@@ -4,22 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use nodeprobe_integration::eventer::{real_kubeconfig, Ev, Eventer, Kube, TestNamespace};
-use nodeprobe_integration::{require, unique};
+use nodeprobe_integration::eventer::{real_kube, Ev, Eventer, TestNamespace};
+use nodeprobe_integration::unique;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn kube() -> Option<Kube> {
-    let kc = real_kubeconfig();
-    if !require(
-        kc.is_some(),
-        "NODEPROBE_IT_KUBECONFIG (a real kube-apiserver)",
-    ) {
-        return None;
-    }
-    Some(Kube::new(&kc.unwrap_or_default()))
-}
 
 fn ev<'a>(ns: &'a str, name: &'a str) -> Ev<'a> {
     Ev {
@@ -73,7 +62,7 @@ fn sink(ns: &str) -> String {
 
 #[test]
 fn a_restart_delivers_what_happened_meanwhile_once() {
-    let Some(k) = kube() else { return };
+    let Some(k) = real_kube() else { return };
     let ns = TestNamespace::new(&k, "evrestart");
     let lease = unique("restart");
     let args = [
@@ -122,7 +111,7 @@ fn a_restart_delivers_what_happened_meanwhile_once() {
 
 #[test]
 fn the_first_start_delivers_only_new_events() {
-    let Some(k) = kube() else { return };
+    let Some(k) = real_kube() else { return };
     let ns = TestNamespace::new(&k, "evfirst");
     k.create_event(&ev(&ns.name, "old"));
     // Event times have whole seconds: "new" is what happens after the start's second.
@@ -169,7 +158,7 @@ fn elect_args<'a>(ns: &'a str, lease: &'a str, sink: &'a str) -> Vec<&'a str> {
 
 #[test]
 fn two_replicas_one_delivers_and_the_other_takes_over_within_the_lease() {
-    let Some(k) = kube() else { return };
+    let Some(k) = real_kube() else { return };
     let ns = TestNamespace::new(&k, "evha");
     let lease = unique("ha");
     let s = sink(&ns.name);
@@ -216,7 +205,7 @@ fn two_replicas_one_delivers_and_the_other_takes_over_within_the_lease() {
 
 #[test]
 fn a_stolen_lease_stops_the_leader() {
-    let Some(k) = kube() else { return };
+    let Some(k) = real_kube() else { return };
     let ns = TestNamespace::new(&k, "evsteal");
     let lease = unique("steal");
     let s = sink(&ns.name);

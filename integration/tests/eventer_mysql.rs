@@ -4,22 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use nodeprobe_integration::eventer::{real_kubeconfig, Ev, Eventer, Kube, TestNamespace};
+use nodeprobe_integration::eventer::{real_kube, Ev, Eventer, Kube, TestNamespace};
 use nodeprobe_integration::mysql::{unhex, Db, PrivateDb};
-use nodeprobe_integration::require;
 
 const WAIT: Duration = Duration::from_secs(40);
-
-fn kube() -> Option<Kube> {
-    let kc = real_kubeconfig();
-    if !require(
-        kc.is_some(),
-        "NODEPROBE_IT_KUBECONFIG (a real kube-apiserver)",
-    ) {
-        return None;
-    }
-    Some(Kube::new(&kc.unwrap_or_default()))
-}
 
 fn ev<'a>(ns: &'a str, name: &'a str, obj: &'a str, message: &'a str) -> Ev<'a> {
     Ev {
@@ -70,7 +58,7 @@ fn start(k: &Kube, db: &Db, ns: &str, extra: &str) -> Eventer {
 
 #[test]
 fn mysql_creates_the_table_and_upserts_one_row_per_event() {
-    let Some(k) = kube() else { return };
+    let Some(k) = real_kube() else { return };
     let Some(server) = Db::from_env() else { return };
     let db = server.fresh("evsql");
     let ns = TestNamespace::new(&k, "evsql");
@@ -148,7 +136,7 @@ fn mysql_creates_the_table_and_upserts_one_row_per_event() {
 
 #[test]
 fn mysql_adopts_a_kube_eventer_table() {
-    let Some(k) = kube() else { return };
+    let Some(k) = real_kube() else { return };
     let Some(server) = Db::from_env() else { return };
     let db = server.fresh("evsqladopt");
     // kube-eventer's schema (common/mysql/shema.sql) with the rows it writes: one per update
@@ -207,7 +195,7 @@ fn mysql_adopts_a_kube_eventer_table() {
 
 #[test]
 fn mysql_outage_of_20s_loses_nothing_and_keeps_order() {
-    let Some(k) = kube() else { return };
+    let Some(k) = real_kube() else { return };
     if Db::from_env().is_none() {
         return;
     }
@@ -267,7 +255,7 @@ fn mysql_outage_of_20s_loses_nothing_and_keeps_order() {
 
 #[test]
 fn mysql_bounded_buffer_drops_the_oldest_and_counts() {
-    let Some(k) = kube() else { return };
+    let Some(k) = real_kube() else { return };
     if Db::from_env().is_none() {
         return;
     }
@@ -304,7 +292,7 @@ fn mysql_bounded_buffer_drops_the_oldest_and_counts() {
 
 #[test]
 fn mysql_wrong_credentials_and_missing_database_are_clear_errors() {
-    let Some(k) = kube() else { return };
+    let Some(k) = real_kube() else { return };
     let Some(server) = Db::from_env() else { return };
     let ns = TestNamespace::new(&k, "evsqlcred");
     let wrong = Db {
@@ -347,7 +335,7 @@ fn mysql_wrong_credentials_and_missing_database_are_clear_errors() {
 
 #[test]
 fn mysql_events_not_written_at_shutdown_are_written_by_the_next_run() {
-    let Some(k) = kube() else { return };
+    let Some(k) = real_kube() else { return };
     if Db::from_env().is_none() {
         return;
     }
