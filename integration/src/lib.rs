@@ -12,6 +12,7 @@ pub mod kube;
 pub mod mysql;
 pub mod oci;
 pub mod oom;
+pub mod procstat;
 pub mod prometheus;
 pub mod receivers;
 pub mod runtimes;

@@ -15,36 +15,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 use nodeprobe_integration::eventer::{real_kubeconfig, Ev, Eventer, Kube, TestNamespace};
 use nodeprobe_integration::mysql::{Db, PrivateDb};
-
-fn env_n(k: &str, d: usize) -> usize {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// utime + stime in seconds.
-fn cpu_s(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // after "comm)": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
-    // cmajflt utime stime (fields 3…15 of proc(5))
-    let f: Vec<&str> = s
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let num = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-    let ticks = num(11) + num(12);
-    ticks as f64 / 100.0
-}
+use nodeprobe_integration::procstat::{cpu_seconds, env_n, rss_kib};
 
 fn ev<'a>(n: &'a str, name: &'a str, obj: &'a str) -> Ev<'a> {
     Ev {
@@ -90,15 +61,15 @@ fn eventer_mysql_throughput_and_footprint() {
             &[("MYSQL_PW", db.password.as_str())],
         );
         std::thread::sleep(Duration::from_secs(5));
-        let (c0, t0) = (cpu_s(e.pid()), Instant::now());
+        let (c0, t0) = (cpu_seconds(e.pid()), Instant::now());
         std::thread::sleep(Duration::from_secs(60));
-        let idle_cpu = (cpu_s(e.pid()) - c0) / t0.elapsed().as_secs_f64() * 60.0;
+        let idle_cpu = (cpu_seconds(e.pid()) - c0) / t0.elapsed().as_secs_f64() * 60.0;
         println!(
             "BENCH idle: VmRSS {} KiB, CPU {:.3} s/min",
             rss_kib(e.pid()),
             idle_cpu
         );
-        let (c0, t0) = (cpu_s(e.pid()), Instant::now());
+        let (c0, t0) = (cpu_seconds(e.pid()), Instant::now());
         let mut max_rss = 0;
         for i in 0..1000 {
             let name = format!("fp-{i}");
@@ -111,7 +82,7 @@ fn eventer_mysql_throughput_and_footprint() {
                 max_rss = max_rss.max(rss_kib(e.pid()));
             }
         }
-        let load_cpu = (cpu_s(e.pid()) - c0) / t0.elapsed().as_secs_f64() * 60.0;
+        let load_cpu = (cpu_seconds(e.pid()) - c0) / t0.elapsed().as_secs_f64() * 60.0;
         max_rss = max_rss.max(rss_kib(e.pid()));
         println!(
             "BENCH 1000 events/min for {:.0} s: VmRSS max {} KiB, CPU {:.3} s/min, rows {}",
