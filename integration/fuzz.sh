@@ -10,12 +10,16 @@
 # NODEPROBE_FUZZ_SECONDS  seconds per target (default 30; 0 skips fuzzing, not allowed in CI)
 # NODEPROBE_FUZZ_JOBS     targets run at once (default: the number of CPUs, at most 4)
 # NODEPROBE_FUZZ_CORPUS   keep the grown corpus here (default: a temp dir, deleted)
+# NODEPROBE_FUZZ_SEED     libFuzzer's -seed (default 1, so a CI run is the same run on any
+#                         machine of the same speed and can be replayed; 0 = a random seed,
+#                         what longer campaigns that look for new findings should use)
 # Reproducers are also copied to target/fuzz-artifacts/<target>/. Reproduce one with
 #   cd probes && cargo +nightly fuzz run -s none -a <target> <file>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SECS=${NODEPROBE_FUZZ_SECONDS:-30}
+SEED=${NODEPROBE_FUZZ_SEED:-1}
 JOBS=${NODEPROBE_FUZZ_JOBS:-$(nproc)}
 [ "$JOBS" -gt 4 ] && JOBS=4
 # The cargo-fuzz release the script is tested with (crates.io).
@@ -64,14 +68,14 @@ run_target() {
     local dirs=("$CORPUS/$t")
     [ -d "$seeds" ] && dirs+=("$seeds")
     local rc=0
-    TMPDIR=$WORK/tmp/$t "$BIN/$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
+    TMPDIR=$WORK/tmp/$t "$BIN/$t" -max_total_time="$SECS" -seed="$SEED" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$WORK/art/$t/" "${dirs[@]}" \
         >"$WORK/$t.log" 2>&1 || rc=$?
     echo "$rc" >"$WORK/$t.rc"
 }
 
 t2=$SECONDS
-echo "== fuzzing ${#TARGETS[@]} targets, $SECS s each, $JOBS at a time"
+echo "== fuzzing ${#TARGETS[@]} targets, $SECS s each, $JOBS at a time, seed $SEED"
 running=0
 for t in "${TARGETS[@]}"; do
     [ -x "$BIN/$t" ] || { echo "fuzz: no target $t" >&2; exit 2; }

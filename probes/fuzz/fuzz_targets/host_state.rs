@@ -32,7 +32,11 @@ fn escape(s: &str) -> String {
 
 fn round_trip(u: &mut Unstructured<'_>) -> Option<()> {
     // file-nr
-    let (a, f, m): (u64, u64, u64) = (u.arbitrary().ok()?, u.arbitrary().ok()?, u.arbitrary().ok()?);
+    let (a, f, m): (u64, u64, u64) = (
+        u.arbitrary().ok()?,
+        u.arbitrary().ok()?,
+        u.arbitrary().ok()?,
+    );
     assert_eq!(
         parse_file_nr(&format!("{a}\t{f}\t{m}\n")),
         Ok((a.saturating_sub(f), m))
@@ -45,10 +49,15 @@ fn round_trip(u: &mut Unstructured<'_>) -> Option<()> {
     let with_full = u.arbitrary::<bool>().ok()?;
     let mut text = format!("some avg10={s10:.2} avg60={s60:.2} avg300={s300:.2} total=12345\n");
     if with_full {
-        text.push_str(&format!("full avg10=0.00 avg60={f60:.2} avg300=0.00 total=0\n"));
+        text.push_str(&format!(
+            "full avg10=0.00 avg60={f60:.2} avg300=0.00 total=0\n"
+        ));
     }
     let p = parse_pressure(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
-    assert_eq!((p.some.avg10, p.some.avg60, p.some.avg300), (s10, s60, s300));
+    assert_eq!(
+        (p.some.avg10, p.some.avg60, p.some.avg300),
+        (s10, s60, s300)
+    );
     assert_eq!(p.full.map(|f| f.avg60), with_full.then_some(f60));
     // mountinfo: any mount point name
     let name = string(u, 60).replace('\0', "");
@@ -67,9 +76,14 @@ fn round_trip(u: &mut Unstructured<'_>) -> Option<()> {
     // stat: any command name (the kernel cuts it at 15 bytes, but parentheses stay)
     let comm = string(u, 15).replace('\0', "");
     let start: u64 = u.arbitrary().ok()?;
-    let stat = format!("42 ({comm}) D 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {start} 1000 200 1 1");
+    let stat = format!(
+        "42 ({comm}) D 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 {start} 1000 200 1 1"
+    );
     let t = parse_stat(stat.as_bytes()).unwrap_or_else(|| panic!("{stat:?}"));
-    assert_eq!((t.comm.as_str(), t.state, t.start), (comm.as_str(), 'D', start));
+    assert_eq!(
+        (t.comm.as_str(), t.state, t.start),
+        (comm.as_str(), 'D', start)
+    );
     Some(())
 }
 

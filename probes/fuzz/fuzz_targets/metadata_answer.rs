@@ -17,6 +17,7 @@ use probes::spot::{
     azure_notice, format_utc, outcome, parse_aliyun, parse_aws, parse_azure_events, parse_datetime,
     parse_gcp, parse_rfc1123, parse_tencent, Cloud, Notice,
 };
+use probes::timefmt::Timestamp;
 use probes::Outcome;
 
 /// Longest report a metadata answer may produce: two excerpts of the body (60 characters,
@@ -99,29 +100,39 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // round trips of the time formats
+    // the latest second jiff (and so format_utc) can write: 9999-12-30T22:00:00Z
+    let max_unix = Timestamp::MAX.as_second();
     let mut u = Unstructured::new(data);
     let (Ok(unix), Ok(zone)) = (
-        u.int_in_range(0..=253_402_300_799i64),
+        u.int_in_range(0..=max_unix),
         u.int_in_range(-(23 * 60 + 59)..=(23 * 60 + 59i64)),
     ) else {
         return;
     };
     let text = format_utc(unix);
     assert_eq!(parse_datetime(&text, 0), Some(unix), "{text}");
-    // the same instant in another zone, the way Tencent writes it (no zone, UTC+8)
-    let local = format_utc(unix + zone * 60);
-    let sign = if zone < 0 { '-' } else { '+' };
-    let with_zone = format!(
-        "{} {}{sign}{:02}:{:02}",
-        &local[..10],
-        &local[11..19],
-        zone.abs() / 60,
-        zone.abs() % 60
-    );
-    if unix + zone * 60 >= 0 && unix + zone * 60 <= 253_402_300_799 {
+    // the same instant in another zone, the way Tencent writes it (no zone, UTC+8); only
+    // where the local time is itself in 0000..=9999 (format_utc writes nothing outside)
+    let local_unix = unix + zone * 60;
+    if (0..=max_unix).contains(&local_unix) {
+        let local = format_utc(local_unix);
+        let sign = if zone < 0 { '-' } else { '+' };
+        let with_zone = format!(
+            "{} {}{sign}{:02}:{:02}",
+            &local[..10],
+            &local[11..19],
+            zone.abs() / 60,
+            zone.abs() % 60
+        );
         assert_eq!(parse_datetime(&with_zone, 0), Some(unix), "{with_zone}");
         let tencent = format!("{} {}", &local[..10], &local[11..19]);
         assert_eq!(parse_datetime(&tencent, zone * 60), Some(unix), "{tencent}");
+    } else {
+        assert_eq!(
+            format_utc(local_unix),
+            "",
+            "out of range is written as nothing"
+        );
     }
     // RFC 1123, Azure's NotBefore
     const MONTHS: [&str; 12] = [
