@@ -480,7 +480,7 @@ impl FileSource {
             let line = &self.pending[start..start + rel];
             start += rel + 1;
             o.offset += rel as u64 + 1;
-            let text = String::from_utf8_lossy(line);
+            let text = clean_line(line);
             if self.skip_list.iter().any(|s| text.contains(s.as_str())) {
                 continue;
             }
@@ -498,6 +498,19 @@ impl FileSource {
             });
         }
         self.pending.drain(..start);
+    }
+}
+
+/// A line as the rules see it: without a trailing `\r` (CRLF files), NUL bytes removed (the
+/// zero-filled block a crash leaves in a log file is glued to the next line, whose header
+/// would no longer match), invalid UTF-8 replaced — as `nodeprobe rules test` reads files.
+fn clean_line(line: &[u8]) -> std::borrow::Cow<'_, str> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.contains(&0) {
+        let kept: Vec<u8> = line.iter().copied().filter(|b| *b != 0).collect();
+        std::borrow::Cow::Owned(String::from_utf8_lossy(&kept).into_owned())
+    } else {
+        String::from_utf8_lossy(line)
     }
 }
 
@@ -732,6 +745,48 @@ mod tests {
                 let _ = l.parse_time(&v, 2026);
             }
         }
+    }
+
+    /// A crash leaves a zero-filled block glued to the next line, and some writers end lines
+    /// with CRLF: both lines still match (as `rules test` reads them), parse errors stay 0.
+    #[test]
+    fn nul_prefixed_and_crlf_lines_are_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("kern.log");
+        let a = kernel_line("INFO: task a:1 blocked for more than 120 seconds.");
+        let b = kernel_line("INFO: task b:2 blocked for more than 120 seconds.");
+        let mut bytes = vec![0u8; 4096];
+        bytes.extend_from_slice(format!("{a}\r\n{b}\n").as_bytes());
+        std::fs::write(&log, bytes).unwrap();
+        let cfg = [
+            ("timestamp", "^.{15}"),
+            ("message", "kernel: \\[.*\\] (.*)"),
+            ("timestampFormat", "Jan _2 15:04:05"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let stats = Arc::new(MonitorStats::new("kern.log"));
+        let mut src = FileSource::new(
+            log,
+            Translator::from_plugin_config(&cfg).unwrap(),
+            Vec::new(),
+            stats.clone(),
+        );
+        src.open(&Start::Since(SystemTime::UNIX_EPOCH)).unwrap();
+        let mut out = Vec::new();
+        src.read(Duration::ZERO, &mut out).unwrap();
+        let got: Vec<&str> = out.iter().map(|r| r.message.as_str()).collect();
+        assert_eq!(
+            got,
+            [
+                "INFO: task a:1 blocked for more than 120 seconds.",
+                "INFO: task b:2 blocked for more than 120 seconds."
+            ]
+        );
+        assert_eq!(stats.parse_errors.load(Ordering::Relaxed), 0);
+        assert_eq!(clean_line(b"\0x\0y\r"), "xy");
+        assert_eq!(clean_line(b"a\rb"), "a\rb", "a lone CR inside is kept");
     }
 
     #[test]
