@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use probes::findings::OomKill;
+use probes::logs::oom::PodRef;
 use probes::logs::scan::{self, MonitorScan, ScanOptions};
 use probes::logs::{LogMonitorArgs, MonitorConfig};
 use probes::timefmt::rfc3339;
@@ -48,6 +49,10 @@ pub struct LogFindingLine {
     /// OOM kills: the killed task and the pod UID and container ID from its memory cgroup.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oom: Option<OomKill>,
+    /// OOM kills: the pod's namespace and name, when the kubelet's pod log directory on the
+    /// node names its UID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodRef>,
 }
 
 /// What one log monitor read for the report.
@@ -197,12 +202,20 @@ impl Report {
                     duration_ms,
                 });
             }
-            findings.extend(s.result.events.iter().map(|e| LogFindingLine {
-                source: e.source.clone(),
-                reason: e.reason.clone(),
-                time: time_ms(e.timestamp),
-                message: e.message.clone(),
-                oom: e.oom.clone(),
+            findings.extend(s.result.events.iter().map(|e| {
+                LogFindingLine {
+                    source: e.source.clone(),
+                    reason: e.reason.clone(),
+                    time: time_ms(e.timestamp),
+                    message: e.message.clone(),
+                    oom: e.oom.clone(),
+                    pod: e
+                        .oom
+                        .as_ref()
+                        .and_then(|o| o.pod_uid.as_ref())
+                        .and_then(|uid| s.pods.get(uid))
+                        .cloned(),
+                }
             }));
             sources.push(LogSourceLine {
                 source: s.source.clone(),
@@ -334,7 +347,7 @@ impl Report {
         ]];
         for f in findings {
             let message = match &f.oom {
-                Some(o) => oom_summary(o),
+                Some(o) => oom_summary(o, f.pod.as_ref()),
                 None => f.message.replace('\n', " | "),
             };
             rows.push([f.time.clone(), f.source.clone(), f.reason.clone(), message]);
@@ -356,12 +369,14 @@ impl Report {
     }
 }
 
-/// `pod <uid> container <id>: task <comm> (pid <n>) killed`, with what the memcg path named.
-fn oom_summary(o: &OomKill) -> String {
+/// `pod <ns>/<name> (<uid>) container <id>: task <comm> (pid <n>) OOM-killed`, with what the
+/// memcg path and the pod log directories named.
+fn oom_summary(o: &OomKill, pod: Option<&PodRef>) -> String {
     let mut s = String::new();
-    match &o.pod_uid {
-        Some(uid) => s.push_str(&format!("pod {uid}")),
-        None => s.push_str(&format!("memcg {}", o.memcg)),
+    match (&o.pod_uid, pod) {
+        (Some(uid), Some(p)) => s.push_str(&format!("pod {}/{} ({uid})", p.namespace, p.name)),
+        (Some(uid), None) => s.push_str(&format!("pod {uid}")),
+        (None, _) => s.push_str(&format!("memcg {}", o.memcg)),
     }
     if let Some(c) = &o.container_id {
         s.push_str(&format!(" container {}", &c[..c.len().min(12)]));
@@ -559,6 +574,7 @@ mod tests {
                 events_omitted: 0,
                 records: 1,
             },
+            pods: Default::default(),
             duration: Duration::from_millis(1),
         }
     }
@@ -598,6 +614,28 @@ mod tests {
         );
         assert!(
             t.contains("2025-12-05T07:00:20.000Z  kernel-monitor  PodOOMKilling  pod 3f9c2a1e-7b4d-4e8a-9c1f-0123456789ab container abababababab: task python3 (pid 4242) OOM-killed"),
+            "{t}"
+        );
+
+        // the pod named by the kubelet's pod log directory
+        let mut named = log_scan(ConditionStatus::False);
+        named.pods.insert(
+            "3f9c2a1e-7b4d-4e8a-9c1f-0123456789ab".into(),
+            PodRef {
+                namespace: "team-a".into(),
+                name: "api-5f6d".into(),
+            },
+        );
+        let mut r = Report::from_runs("n1".into(), &[run(Outcome::ok())]);
+        r.add_logs(&[named]);
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(
+            v["log_findings"][0]["pod"],
+            serde_json::json!({"namespace": "team-a", "name": "api-5f6d"})
+        );
+        let t = r.to_table();
+        assert!(
+            t.contains("PodOOMKilling  pod team-a/api-5f6d (3f9c2a1e-7b4d-4e8a-9c1f-0123456789ab) container abababababab: task python3 (pid 4242) OOM-killed"),
             "{t}"
         );
 

@@ -615,6 +615,49 @@ fn a_real_oom_kill_names_the_pod() {
             && row.contains("task python3 (pid "),
         "{row}"
     );
+
+    // On a kubelet node, /var/log/pods/<namespace>_<name>_<uid> names the pod: a host root
+    // laid out so (the machine's /var/log/pods is not touched), the kernel log the machine's.
+    let host = tmp.path().join("host");
+    let ns = unique("ns").to_ascii_lowercase();
+    std::fs::create_dir_all(host.join(format!("var/log/pods/{ns}_web-0_{}/app", cg.uid))).unwrap();
+    let host_root = host.to_str().unwrap();
+    let named = oneshot_logs(
+        &rules,
+        &[
+            "--host-root",
+            host_root,
+            "--kmsg-path",
+            "/dev/kmsg",
+            "--output",
+            "json",
+        ],
+    );
+    let v = named.json();
+    let f = v["log_findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["oom"]["pod_uid"] == cg.uid.as_str())
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(
+        f["pod"],
+        serde_json::json!({"namespace": ns, "name": "web-0"}),
+        "{f}"
+    );
+    let table = oneshot_logs(
+        &rules,
+        &["--host-root", host_root, "--kmsg-path", "/dev/kmsg"],
+    );
+    assert!(
+        table.stdout.contains(&format!(
+            "pod {ns}/web-0 ({}) container {}",
+            cg.uid,
+            &cg.container_id[..12]
+        )),
+        "{}",
+        table.stdout
+    );
     drop(cg);
 }
 

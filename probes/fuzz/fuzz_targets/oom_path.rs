@@ -6,11 +6,13 @@
 //! * round trip: a record written the way the kernel writes it, for a memcg in any of the
 //!   kubelet layouts (cgroupfs and systemd drivers; containerd, docker, CRI-O scopes; v1
 //!   and v2), a task name with commas and any PID, gives the parts back.
+//! * pod log directory names (`<namespace>_<name>_<uid>`): a name read is the directory's
+//!   name again (the UID in lower case), with DNS-shaped parts and a UUID.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use nodeprobe_fuzz::{string, word, Unstructured};
-use probes::logs::oom::{attribute_memcg, parse_oom_kill};
+use probes::logs::oom::{attribute_memcg, parse_oom_kill, parse_pod_log_dir};
 
 fn is_uuid(s: &str) -> bool {
     s.len() == 36
@@ -124,6 +126,14 @@ fuzz_target!(|data: &[u8]| {
     if let Some(o) = parse_oom_kill(&text) {
         check(&o.pod_uid, &o.container_id);
         assert!(text.contains(&o.task) && text.contains(&o.memcg));
+    }
+    if let Some((uid, pod)) = parse_pod_log_dir(&text) {
+        assert!(is_uuid(&uid), "{uid:?}");
+        let again = format!("{}_{}_{uid}", pod.namespace, pod.name);
+        assert!(again.eq_ignore_ascii_case(&text), "{again:?} from {text:?}");
+        for part in [&pod.namespace, &pod.name] {
+            assert!(!part.is_empty() && !part.contains('_') && !part.contains('/'));
+        }
     }
     round_trip(&mut Unstructured::new(data));
 });

@@ -64,6 +64,9 @@ for o in OOM[:4]:
 for o in OOM:
     put("oom_path", o)
     put("oom_path", "Memory cgroup out of memory: Killed process 7 (java)\n" + o)
+# the kubelet's pod log directory names (`--oneshot` names OOM-killed pods by them)
+for d in [f"kube-system_coredns-7d8c9f-x2x_{UID}", f"team-a_web.1_{UID.upper()}"]:
+    put("oom_path", d)
 
 # --- log lines and replay ---------------------------------------------------------------
 DMESG = (

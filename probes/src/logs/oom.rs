@@ -76,6 +76,71 @@ fn pod_uid_of(segment: &str) -> Option<String> {
     is_uuid(&candidate).then(|| candidate.to_ascii_lowercase())
 }
 
+/// A pod by namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// The kubelet keeps each pod's logs in `/var/log/pods/<namespace>_<name>_<uid>` (a fixed
+/// path, whatever `--root-dir`): the one place on the node that names a pod by its UID
+/// without the API server. Namespaces and pod names are DNS names (no `_`); a name that is
+/// not of this shape is `None`.
+pub fn parse_pod_log_dir(dir_name: &str) -> Option<(String, PodRef)> {
+    let mut parts = dir_name.split('_');
+    let (namespace, name, uid) = (parts.next()?, parts.next()?, parts.next()?);
+    let dns = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    (parts.next().is_none() && dns(namespace) && dns(name) && is_uuid(uid)).then(|| {
+        (
+            uid.to_ascii_lowercase(),
+            PodRef {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            },
+        )
+    })
+}
+
+/// Directories read at most from the pod log directory (a node runs at most a few hundred
+/// pods; the kubelet removes a pod's directory with the pod).
+const MAX_POD_DIRS: usize = 10_000;
+
+/// The pods among `uids` that `<host-root>/var/log/pods` names. An unreadable directory
+/// names none (the UIDs are still reported).
+pub fn pods_named<'a>(
+    host: &crate::HostPaths,
+    uids: impl IntoIterator<Item = &'a str>,
+) -> std::collections::BTreeMap<String, PodRef> {
+    let wanted: std::collections::BTreeSet<&str> = uids.into_iter().collect();
+    let mut found = std::collections::BTreeMap::new();
+    if wanted.is_empty() {
+        return found;
+    }
+    let dir = host.path("/var/log/pods");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::debug!(dir = %dir.display(), error = %e, "no pod names for OOM kills");
+            return found;
+        }
+    };
+    for entry in entries.take(MAX_POD_DIRS).flatten() {
+        let name = entry.file_name();
+        if let Some((uid, pod)) = name.to_str().and_then(parse_pod_log_dir) {
+            if wanted.contains(uid.as_str()) {
+                found.insert(uid, pod);
+            }
+        }
+    }
+    found
+}
+
 /// `<id>`, `cri-containerd-<id>.scope`, `docker-<id>.scope`, `crio-<id>.scope`,
 /// `cri-containerd:<id>` (containerd's systemd cgroup naming).
 fn container_id_of(segment: &str) -> Option<String> {
@@ -103,6 +168,55 @@ mod tests {
             "/kubepods/burstable/podnodeprobe-it-29635/cnodeprobe-it29635"
         );
         assert_eq!((o.pod_uid, o.container_id), (None, None));
+    }
+
+    #[test]
+    fn pod_log_dirs_name_pods() {
+        let (uid, pod) =
+            parse_pod_log_dir(&format!("kube-system_coredns-7d8c9f-x2x_{UID}")).unwrap();
+        assert_eq!(uid, UID);
+        assert_eq!(
+            (pod.namespace.as_str(), pod.name.as_str()),
+            ("kube-system", "coredns-7d8c9f-x2x")
+        );
+        // upper-case UID hex is read in the canonical form
+        let upper = format!("default_web.1_{}", UID.to_ascii_uppercase());
+        assert_eq!(parse_pod_log_dir(&upper).unwrap().0, UID);
+        for bad in [
+            String::new(),
+            format!("ns_name_{UID}_extra"),
+            format!("ns_{UID}"),
+            format!("_name_{UID}"),
+            format!("ns__{UID}"),
+            "ns_name_not-a-uid".to_string(),
+            format!("Ns_name_{UID}"),
+            format!("ns_na me_{UID}"),
+        ] {
+            assert_eq!(parse_pod_log_dir(&bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pods_named_reads_the_kubelets_pod_log_dirs() {
+        let root = tempfile::tempdir().unwrap();
+        let pods = root.path().join("var/log/pods");
+        let other = "0a9c2a1e-7b4d-4e8a-9c1f-0123456789ab";
+        std::fs::create_dir_all(pods.join(format!("team-a_api-5f6d_{UID}/app"))).unwrap();
+        std::fs::create_dir_all(pods.join(format!("team-b_db-0_{other}"))).unwrap();
+        std::fs::create_dir_all(pods.join("not a pod")).unwrap();
+        let host = crate::HostPaths::new(root.path());
+        let found = pods_named(&host, [UID, "11111111-2222-3333-4444-555555555555"]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[UID],
+            PodRef {
+                namespace: "team-a".into(),
+                name: "api-5f6d".into()
+            }
+        );
+        // no directory (not a kubelet node): nothing named, no error
+        let bare = tempfile::tempdir().unwrap();
+        assert!(pods_named(&crate::HostPaths::new(bare.path()), [UID]).is_empty());
     }
 
     #[test]

@@ -192,6 +192,9 @@ pub struct MonitorScan {
     /// Records read, within the window or not (the whole ring for the kernel log).
     pub records_read: u64,
     pub result: ScanResult,
+    /// The pods of the OOM kills found, by UID, as the kubelet's pod log directories name
+    /// them (`--oneshot` has no API server to ask).
+    pub pods: std::collections::BTreeMap<String, super::oom::PodRef>,
     pub duration: Duration,
 }
 
@@ -222,6 +225,7 @@ pub fn scan_monitor(config: &MonitorConfig, options: &ScanOptions) -> MonitorSca
         unreadable_records: 0,
         records_read: 0,
         result: scan(config, Vec::new(), None, now),
+        pods: Default::default(),
         duration: Duration::ZERO,
     };
     let read: Result<Vec<Record>, SourceError> = match config.plugin {
@@ -276,6 +280,12 @@ pub fn scan_monitor(config: &MonitorConfig, options: &ScanOptions) -> MonitorSca
         Ok(records) => {
             out.records_read = records.len() as u64;
             out.result = scan(config, records, since, now);
+            let uids = out
+                .result
+                .events
+                .iter()
+                .filter_map(|e| e.oom.as_ref().and_then(|o| o.pod_uid.as_deref()));
+            out.pods = super::oom::pods_named(&options.host, uids);
         }
         Err(e) => {
             out.backend = Backend::None;
