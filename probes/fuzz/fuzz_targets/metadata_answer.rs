@@ -112,7 +112,7 @@ fuzz_target!(|data: &[u8]| {
     let text = format_utc(unix);
     assert_eq!(parse_datetime(&text, 0), Some(unix), "{text}");
     // the same instant in another zone, the way Tencent writes it (no zone, UTC+8); only
-    // where the local time is itself in 0000..=9999 (format_utc writes nothing outside)
+    // where the local time is in 1970..=max_unix (the range parse_datetime gives)
     let local_unix = unix + zone * 60;
     if (0..=max_unix).contains(&local_unix) {
         let local = format_utc(local_unix);
@@ -127,12 +127,6 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(parse_datetime(&with_zone, 0), Some(unix), "{with_zone}");
         let tencent = format!("{} {}", &local[..10], &local[11..19]);
         assert_eq!(parse_datetime(&tencent, zone * 60), Some(unix), "{tencent}");
-    } else {
-        assert_eq!(
-            format_utc(local_unix),
-            "",
-            "out of range is written as nothing"
-        );
     }
     // RFC 1123, Azure's NotBefore
     const MONTHS: [&str; 12] = [
