@@ -196,7 +196,9 @@ fn duration(file: &str, what: &str, s: &str) -> Result<Duration, PluginError> {
 impl PluginFile {
     /// Parse and validate (NPD's own checks; the scripts need not exist: none is run).
     pub fn parse(file: &str, bytes: &[u8]) -> Result<Self, PluginError> {
-        let pf: PluginFile = serde_json::from_slice(bytes).map_err(|e| PluginError::Json {
+        // Bytes that are not UTF-8 are replaced, as NPD's Go decoder does.
+        let text = String::from_utf8_lossy(bytes);
+        let pf: PluginFile = serde_json::from_str(&text).map_err(|e| PluginError::Json {
             file: file.to_string(),
             cause: e.to_string(),
         })?;
@@ -605,7 +607,8 @@ pub fn is_plugin_file(bytes: &[u8]) -> bool {
     struct Head {
         plugin: String,
     }
-    serde_json::from_slice::<Head>(bytes).is_ok_and(|h| h.plugin == "custom")
+    serde_json::from_str::<Head>(&String::from_utf8_lossy(bytes))
+        .is_ok_and(|h| h.plugin == "custom")
 }
 
 impl PluginMapping {

@@ -48,8 +48,7 @@ fuzz_target!(|data: &[u8]| {
     match MonitorConfig::parse("fuzz.json", data) {
         Err(RulesError::Rule { index, cause, .. }) if cause.starts_with("regex parse error") => {
             // a pattern the regex crate accepts must not be refused (bar the size limit)
-            // (serde_json does not check UTF-8 inside the strings of fields it skips, such
-            // as an unknown key; Go's decoder, NPD's, replaces such bytes: read lossily)
+            // (the loader reads bytes that are not UTF-8 as replaced, as NPD's Go decoder)
             let text = String::from_utf8_lossy(data);
             let v: serde_json::Value = serde_json::from_str(&text).expect("JSON was read");
             if let Some(p) = v["rules"][index]["pattern"].as_str() {

@@ -237,7 +237,10 @@ impl MonitorConfig {
                     .into(),
             });
         }
-        let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| RulesError::Json {
+        // Bytes that are not UTF-8 are replaced, as NPD's Go decoder does, wherever they are
+        // (serde_json alone would refuse them in some strings and skip them in others).
+        let text = String::from_utf8_lossy(bytes);
+        let raw: RawConfig = serde_json::from_str(&text).map_err(|e| RulesError::Json {
             file: file.to_string(),
             cause: e.to_string(),
         })?;
@@ -652,6 +655,25 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("without a condition"), "{e}");
+    }
+
+    /// Bytes that are not UTF-8 are replaced wherever they are, as NPD's Go decoder does
+    /// (serde_json alone refused them in a top-level key but skipped them in a condition's
+    /// unknown key; found by fuzzing `rule_file`).
+    #[test]
+    fn invalid_utf8_is_replaced_as_npd_does() {
+        let c = MonitorConfig::parse(
+            "x.json",
+            b"{\"plugin\":\"kmsg\",\n\"rules\":[{\"type\":\"temporary\",\"reason\":\"R\",\"pattern\":\"a\xffb\"}]}",
+        )
+        .unwrap();
+        assert_eq!(c.rules[0].pattern, "a\u{fffd}b");
+        let c = MonitorConfig::parse(
+            "x.json",
+            b"{\"plugin\":\"kmsg\",\"\xff\xfe\":1,\"rules\":[{\"type\":\"temporary\",\"reason\":\"R\",\"pattern\":\"x\"}]}",
+        )
+        .unwrap();
+        assert_eq!(c.rules.len(), 1);
     }
 
     #[test]
